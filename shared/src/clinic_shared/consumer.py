@@ -1,0 +1,268 @@
+"""Event consumer: applies each event once in effect, whatever Kafka redelivers.
+
+Per message: read the envelope (CloudEvents headers), validate the payload against its
+contract, then in one unit of work insert `(consumer, event_id)` into the inbox, run the
+handler and commit. Only after the database commit is the Kafka offset committed, explicitly,
+for partitions this consumer still owns. A duplicate finds its inbox row and is skipped.
+
+- Transient errors (database or network away) retry with bounded, capped backoff on the same
+  partition; when the attempts run out the partition is rewound to the message and retried on
+  a later poll, so nothing is skipped and order per key holds.
+- Malformed messages and permanent failures go to `<topic>.DLT` with their origin topic,
+  partition, offset and error kind in headers (never payload text), and the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from clinic_shared.contracts.registry import parse_payload
+from clinic_shared.envelope import Envelope, IntegrationEvent, MalformedMessage, from_kafka
+from clinic_shared.kafka import dead_letter_topic
+from clinic_shared.logging import causation_id_var, correlation_id_var, get_logger, scrub_text
+from clinic_shared.uow import SqlUnitOfWork
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class EventContext:
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[Any, EventContext, SqlUnitOfWork], Awaitable[None]]
+
+
+class PermanentFailure(Exception):
+    """A handler's way to say: this event can never be applied; dead-letter it."""
+
+
+class UnitOfWorkFactoryLike(Protocol):
+    def __call__(self) -> SqlUnitOfWork: ...
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    KafkaError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, DBAPIError):
+        # Lost connections, serialization failures, deadlocks, locked SQLite: try again.
+        return (
+            bool(exc.connection_invalidated)
+            or _sqlstate(exc)
+            in {
+                "40001",
+                "40P01",
+                "55P03",
+                "57P01",
+                "57P03",
+                "08000",
+                "08003",
+                "08006",
+            }
+            or "database is locked" in str(exc.orig)
+        )
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        consumer: AIOKafkaConsumer,
+        dlt_producer: AIOKafkaProducer,
+        handlers: Mapping[str, Handler],
+        uow_factory: UnitOfWorkFactoryLike,
+        max_transient_attempts: int = 8,
+        retry_base_seconds: float = 0.1,
+        retry_max_seconds: float = 5.0,
+        poll_timeout_ms: int = 500,
+        max_records: int = 500,
+    ) -> None:
+        self.name = name
+        self._consumer = consumer
+        self._dlt = dlt_producer
+        self._handlers = dict(handlers)
+        self._uow_factory = uow_factory
+        self._max_attempts = max_transient_attempts
+        self._retry_base = retry_base_seconds
+        self._retry_max = retry_max_seconds
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_records = max_records
+        self._processed: dict[TopicPartition, int] = {}
+        self.last_poll_monotonic = time.monotonic()
+        self.applied = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        return _CommitOnRevoke(self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+            )
+            self.last_poll_monotonic = time.monotonic()
+            for tp, records in batch.items():
+                await self._process_partition(tp, records, stop)
+                await self.commit_processed([tp])
+
+    async def _process_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
+    ) -> None:
+        for record in records:
+            if tp not in self._consumer.assignment() or stop.is_set():
+                return  # revoked mid-batch: the new owner redelivers, the inbox deduplicates
+            done = await self.process(record)
+            if not done:
+                # Transient failure outlasted its retries: read this message again later.
+                self._consumer.seek(tp, record.offset)
+                return
+            self._processed[tp] = record.offset + 1
+
+    async def commit_processed(self, partitions: list[TopicPartition] | None = None) -> None:
+        owned = self._consumer.assignment()
+        offsets = {
+            tp: offset
+            for tp, offset in self._processed.items()
+            if tp in owned and (partitions is None or tp in partitions)
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            log.info("offset commit lost to a rebalance", consumer=self.name)
+        for tp in offsets:
+            self._processed.pop(tp, None)
+
+    async def process(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """Apply one record. False when a transient error outlasted the bounded retries."""
+        try:
+            envelope = from_kafka(record.key, record.value, record.headers)
+            handler = self._handlers.get(envelope.event_type)
+            if handler is None:
+                return True  # not an event this consumer cares about
+            event = parse_payload(envelope.event_type, envelope.payload)
+        except MalformedMessage as exc:
+            await self._dead_letter(record, "malformed", str(exc))
+            return True
+        return await self._apply_with_retries(record, envelope, event, handler)
+
+    async def _apply_with_retries(
+        self,
+        record: ConsumerRecord[Any, Any],
+        envelope: Envelope,
+        event: IntegrationEvent,
+        handler: Handler,
+    ) -> bool:
+        context = EventContext(envelope, record.topic, record.partition, record.offset)
+        correlation_token = correlation_id_var.set(envelope.correlation_id)
+        causation_token = causation_id_var.set(envelope.event_id)
+        try:
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    await self._apply_once(envelope, event, handler, context)
+                    return True
+                except Exception as exc:
+                    if not is_transient(exc):
+                        await self._dead_letter(record, "handler_failed", _describe(exc))
+                        return True
+                    delay = min(self._retry_max, self._retry_base * 2 ** (attempt - 1))
+                    log.warning(
+                        "transient failure applying event",
+                        consumer=self.name,
+                        event_type=envelope.event_type,
+                        attempt=attempt,
+                        error=type(exc).__name__,
+                    )
+                    await asyncio.sleep(delay)
+            return False
+        finally:
+            correlation_id_var.reset(correlation_token)
+            causation_id_var.reset(causation_token)
+
+    async def _apply_once(
+        self,
+        envelope: Envelope,
+        event: IntegrationEvent,
+        handler: Handler,
+        context: EventContext,
+    ) -> None:
+        async with self._uow_factory() as uow:
+            if not await uow.claim_inbox(self.name, envelope.event_id, envelope.event_type):
+                self.duplicates += 1
+                return
+            await handler(event, context, uow)
+            await uow.commit()
+            self.applied += 1
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], kind: str, description: str
+    ) -> None:
+        headers = [
+            *(record.headers or ()),
+            ("dlt.origin.topic", record.topic.encode()),
+            ("dlt.origin.partition", str(record.partition).encode()),
+            ("dlt.origin.offset", str(record.offset).encode()),
+            ("dlt.consumer", self.name.encode()),
+            ("dlt.error.kind", kind.encode()),
+            ("dlt.error", scrub_text(description)[:500].encode()),
+        ]
+        await self._dlt.send_and_wait(
+            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        self.dead_lettered += 1
+        log.error(
+            "event dead-lettered",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error_kind=kind,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    # The exception's kind and, for our own failures, its message; driver messages can quote
+    # row values, so they are reduced to their kind.
+    if isinstance(exc, PermanentFailure | MalformedMessage):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, owner: EventConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._owner.commit_processed(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None

@@ -1,0 +1,25 @@
+"""Fault points for the kill tests: a process started with `CLINIC_FAULT_POINT=<name>` stops
+at that point, writes `CLINIC_FAULT_MARKER` (a file path) and waits there, so that a test can
+SIGKILL it at exactly that moment. Without the variable every fault point is a no-op."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+RELAY_BEFORE_PUBLISH = "relay.before_publish"
+RELAY_AFTER_PUBLISH = "relay.after_publish"
+
+
+def armed(point: str) -> bool:
+    return os.environ.get("CLINIC_FAULT_POINT") == point
+
+
+async def reach(point: str) -> None:
+    if not armed(point):
+        return
+    marker = os.environ.get("CLINIC_FAULT_MARKER")
+    if marker:
+        Path(marker).write_text(point)
+    await asyncio.Event().wait()  # parked until the test kills the process

@@ -1,0 +1,189 @@
+"""Outbox relay: publishes committed outbox rows to Kafka, in order per key, once in effect.
+
+Rows are spread over lanes by key. For each lane with unsent rows the relay opens a
+transaction, claims the lane row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so another relay
+moves on to another lane instead of waiting; on SQLite the immediate transaction serialises
+relays), publishes the lane's oldest unsent rows in id order, waits for every acknowledgement
+(`acks="all"`), marks them sent and commits. A relay that dies after publishing and before
+committing publishes those rows again: consumers drop the duplicates through their inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clinic_shared import faults
+from clinic_shared.clock import Clock
+from clinic_shared.db import raw_postgres_dsn
+from clinic_shared.envelope import Envelope, to_kafka
+from clinic_shared.logging import get_logger
+from clinic_shared.tables import InfraTables
+from clinic_shared.uow import outbox_channel
+
+log = get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        tables: InfraTables,
+        producer: AIOKafkaProducer,
+        producer_name: str,
+        clock: Clock,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+        database_url: str | None = None,
+    ) -> None:
+        self._engine = engine
+        self._tables = tables
+        self._producer = producer
+        self._producer_name = producer_name
+        self._clock = clock
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._database_url = database_url
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = await self._listen()
+        try:
+            while not stop.is_set():
+                try:
+                    while await self.drain_once():
+                        if stop.is_set():
+                            return
+                except Exception as exc:  # broker or database away: keep the rows, try again
+                    log.warning("outbox relay pass failed", error=type(exc).__name__)
+                    await _wait_any(stop, None, 1.0)
+                    continue
+                await _wait_any(stop, self._wake, self._poll_interval)
+                self._wake.clear()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _listen(self) -> Any:
+        """On PostgreSQL, wake on NOTIFY from committing transactions instead of polling."""
+        if self._engine.dialect.name != "postgresql" or not self._database_url:
+            return None
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(raw_postgres_dsn(self._database_url))
+            await conn.add_listener(
+                outbox_channel(self._producer_name), lambda *_args: self._wake.set()
+            )
+            return conn
+        except Exception as exc:
+            log.warning("outbox relay cannot LISTEN, polling instead", error=type(exc).__name__)
+            return None
+
+    async def pending_lanes(self) -> list[int]:
+        outbox = self._tables.outbox
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(outbox.c.lane).where(outbox.c.sent_at.is_(None)).distinct()
+            )
+            return sorted(r[0] for r in rows)
+
+    async def drain_once(self) -> int:
+        """One pass over every lane with unsent rows; the number of rows published."""
+        total = 0
+        for lane in await self.pending_lanes():
+            total += await self.publish_lane(lane)
+        self.published += total
+        return total
+
+    async def publish_lane(self, lane: int) -> int:
+        outbox, lanes = self._tables.outbox, self._tables.outbox_lane
+        async with self._engine.connect() as conn, conn.begin():
+            claimed = await conn.execute(
+                sa.select(lanes.c.lane)
+                .where(lanes.c.lane == lane)
+                .with_for_update(skip_locked=True)
+            )
+            if claimed.first() is None:
+                return 0  # another relay owns this lane right now
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(outbox)
+                        .where(outbox.c.lane == lane, outbox.c.sent_at.is_(None))
+                        .order_by(outbox.c.id)
+                        .limit(self._batch_size)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return 0
+            await faults.reach(faults.RELAY_BEFORE_PUBLISH)
+            await self._publish(rows)
+            await faults.reach(faults.RELAY_AFTER_PUBLISH)
+            await conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_([r["id"] for r in rows]))
+                .values(sent_at=self._clock.now())
+            )
+        return len(rows)
+
+    async def _publish(self, rows: Any) -> None:
+        # Sent in id order without awaiting each: the idempotent producer keeps their order
+        # per partition; then every acknowledgement is awaited before anything is marked sent.
+        futures = []
+        for row in rows:
+            key, value, headers = to_kafka(
+                Envelope(
+                    event_id=row["event_id"],
+                    event_type=row["event_type"],
+                    producer=self._producer_name,
+                    occurred_at=row["occurred_at"],
+                    key=row["message_key"],
+                    payload=row["payload"],
+                    correlation_id=row["correlation_id"],
+                    causation_id=row["causation_id"],
+                    subject=row["message_key"],
+                )
+            )
+            futures.append(
+                await self._producer.send(row["topic"], value=value, key=key, headers=headers)
+            )
+        await asyncio.gather(*futures)
+
+    async def prune_sent(self, older_than_seconds: float) -> int:
+        outbox = self._tables.outbox
+        cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.delete(outbox).where(
+                    outbox.c.sent_at.is_not(None),
+                    outbox.c.sent_at < cutoff,
+                )
+            )
+        return int(result.rowcount)
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    _done, pending = await asyncio.wait(
+        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in pending:
+        task.cancel()

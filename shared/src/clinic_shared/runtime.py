@@ -1,0 +1,134 @@
+"""Running a service's long-lived workers (outbox relay, event consumer) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clinic_shared.clock import Clock, SystemClock
+from clinic_shared.consumer import EventConsumer, Handler
+from clinic_shared.contracts.registry import topic_for
+from clinic_shared.db import create_engine, session_factory
+from clinic_shared.kafka import ensure_topics, make_consumer, make_producer
+from clinic_shared.logging import get_logger
+from clinic_shared.relay import OutboxRelay
+from clinic_shared.settings import ServiceSettings
+from clinic_shared.tables import InfraTables
+from clinic_shared.uow import UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Infrastructure:
+    """What a service's bootstrap builds once per process: engine, units of work, clock."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    tables: InfraTables
+    clock: Clock
+    uow_factory: UnitOfWorkFactory
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def build_infrastructure(
+    settings: ServiceSettings, tables: InfraTables, clock: Clock | None = None
+) -> Infrastructure:
+    engine = create_engine(settings.database_url)
+    clock = clock or SystemClock()
+    uow_factory = UnitOfWorkFactory(
+        sessions=session_factory(engine),
+        tables=tables,
+        producer=settings.service_name,
+        clock=clock,
+        dialect=engine.dialect.name,
+    )
+    return Infrastructure(settings, engine, tables, clock, uow_factory)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_relay(
+    infra: Infrastructure,
+    stop: asyncio.Event,
+) -> None:
+    settings = infra.settings
+    bootstrap = settings.common.kafka_bootstrap_servers
+    await ensure_topics(
+        bootstrap, [topic_for(settings.service_name)], settings.common.topic_partitions
+    )
+    producer = make_producer(bootstrap, client_id=f"{settings.service_name}-relay")
+    await producer.start()
+    relay = OutboxRelay(
+        engine=infra.engine,
+        tables=infra.tables,
+        producer=producer,
+        producer_name=settings.service_name,
+        clock=infra.clock,
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval_seconds,
+        database_url=settings.database_url,
+    )
+    log.info("outbox relay started")
+    try:
+        await relay.run(stop)
+    finally:
+        await producer.stop()
+        log.info("outbox relay stopped", published=relay.published)
+
+
+async def run_consumer(
+    infra: Infrastructure,
+    stop: asyncio.Event,
+    *,
+    group: str,
+    topics: list[str],
+    handlers: Mapping[str, Handler],
+    on_started: Callable[[EventConsumer], Awaitable[None]] | None = None,
+) -> None:
+    settings = infra.settings
+    bootstrap = settings.common.kafka_bootstrap_servers
+    await ensure_topics(bootstrap, topics, settings.common.topic_partitions)
+    kafka_consumer = make_consumer(bootstrap, group)
+    dlt_producer = make_producer(bootstrap, client_id=f"{group}-dlt")
+    consumer = EventConsumer(
+        name=group,
+        consumer=kafka_consumer,
+        dlt_producer=dlt_producer,
+        handlers=handlers,
+        uow_factory=infra.uow_factory,
+        max_transient_attempts=settings.consumer_max_transient_attempts,
+        retry_base_seconds=settings.consumer_retry_base_seconds,
+        retry_max_seconds=settings.consumer_retry_max_seconds,
+        poll_timeout_ms=settings.consumer_poll_timeout_ms,
+    )
+    kafka_consumer.subscribe(topics, listener=consumer.rebalance_listener())
+    await dlt_producer.start()
+    await kafka_consumer.start()
+    log.info("consumer started", group=group, topics=topics)
+    try:
+        if on_started is not None:
+            await on_started(consumer)
+        await consumer.run(stop)
+    finally:
+        await consumer.commit_processed()
+        await kafka_consumer.stop()
+        await dlt_producer.stop()
+        log.info(
+            "consumer stopped",
+            applied=consumer.applied,
+            duplicates=consumer.duplicates,
+            dead_lettered=consumer.dead_lettered,
+        )

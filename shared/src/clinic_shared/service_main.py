@@ -1,0 +1,93 @@
+"""The command line every service shares: `python -m <service> api|consumer|relay|migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from clinic_shared import migrations
+from clinic_shared.consumer import Handler
+from clinic_shared.logging import configure_logging
+from clinic_shared.runtime import (
+    Infrastructure,
+    install_stop_signals,
+    run_consumer,
+    run_relay,
+)
+from clinic_shared.settings import ServiceSettings
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    service_dir: Path
+    load_settings: Callable[[], ServiceSettings]
+    create_app: Callable[[ServiceSettings], FastAPI]
+    bootstrap: Callable[[ServiceSettings], Infrastructure]
+    consumer_topics: list[str] = field(default_factory=list)
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    seed: Callable[[Infrastructure], Awaitable[None]] | None = None
+
+
+def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {definition.name}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the HTTP API")
+    sub.add_parser("consumer", help="apply events from Kafka (inbox)")
+    sub.add_parser("relay", help="publish the outbox to Kafka")
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    sub.add_parser("seed", help="load the demo clinic's data (idempotent)")
+    args = parser.parse_args(argv)
+
+    settings = definition.load_settings()
+    configure_logging(
+        f"{definition.name}.{args.command}", settings.common.log_level, settings.common.log_json
+    )
+    if args.command == "api":
+        _serve(definition, settings)
+    elif args.command == "migrate":
+        migrations.upgrade(definition.service_dir, settings.database_url, args.revision)
+    else:
+        asyncio.run(_run_worker(definition, settings, args.command))
+
+
+def _serve(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    app = definition.create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def _run_worker(
+    definition: ServiceDefinition, settings: ServiceSettings, command: str
+) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    infra = definition.bootstrap(settings)
+    try:
+        if command == "relay":
+            await run_relay(infra, stop)
+        elif command == "consumer":
+            await run_consumer(
+                infra,
+                stop,
+                group=definition.name,
+                topics=definition.consumer_topics,
+                handlers=definition.handlers,
+            )
+        elif command == "seed" and definition.seed is not None:
+            await definition.seed(infra)
+    finally:
+        await infra.dispose()

@@ -1,0 +1,49 @@
+"""Settings base shared by every service; each service adds its own prefix and fields."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service reads under the `CLINIC_` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="CLINIC_", extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    jwt_secret: SecretStr = Field(default=SecretStr(""))
+    jwt_issuer: str = "clinic"
+    log_level: str = "INFO"
+    log_json: bool = True
+    policy_file: str | None = None
+    topic_partitions: int = 3
+
+
+class ServiceSettings(BaseSettings):
+    """Per-service settings: the subclass sets `env_prefix` (e.g. `BOOKING_`)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str
+    database_url: str
+    http_host: str = "127.0.0.1"
+    http_port: int
+    relay_batch_size: int = 200
+    relay_poll_interval_seconds: float = 0.5
+    consumer_max_transient_attempts: int = 8
+    consumer_retry_base_seconds: float = 0.1
+    consumer_retry_max_seconds: float = 5.0
+    consumer_poll_timeout_ms: int = 500
+    common: CommonSettings = Field(default_factory=CommonSettings)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def jwt_secret(self) -> str:
+        secret = self.common.jwt_secret.get_secret_value()
+        if not secret:
+            raise RuntimeError("CLINIC_JWT_SECRET is not set: tokens cannot be signed or checked")
+        return secret

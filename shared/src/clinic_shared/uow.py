@@ -1,0 +1,136 @@
+"""Unit of work: one transaction that holds the state change, its outbox rows and its inbox row.
+
+A handler changes state, calls `publish()` for each integration event the change implies and
+`commit()`s once; the events are rows in the same transaction, so there is never an event
+without its change nor a change without its event. On PostgreSQL the commit also wakes the
+relays (NOTIFY is delivered only when the transaction commits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clinic_shared.clock import Clock
+from clinic_shared.contracts.registry import topic_for
+from clinic_shared.envelope import Envelope, IntegrationEvent
+from clinic_shared.logging import causation_id_var, correlation_id_var
+from clinic_shared.tables import InfraTables, lane_for
+
+
+def outbox_channel(producer: str) -> str:
+    return f"clinic_outbox_{producer}"
+
+
+@dataclass
+class UnitOfWorkFactory:
+    """Builds units of work for one service; handlers receive the unit, never the factory."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    tables: InfraTables
+    producer: str
+    clock: Clock
+    dialect: str
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self)
+
+
+class SqlUnitOfWork:
+    def __init__(self, factory: UnitOfWorkFactory) -> None:
+        self._factory = factory
+        self.tables = factory.tables
+        self.clock = factory.clock
+        self._published = 0
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside `async with`")
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        self._session = self._factory.sessions()
+        self._published = 0
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+            self._session = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self._factory.dialect == "postgresql"
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
+
+    async def publish(self, event: IntegrationEvent, *, key: str | None = None) -> Envelope:
+        """Write the event to the outbox in this transaction."""
+        envelope = Envelope.wrap(
+            event,
+            occurred_at=self.clock.now(),
+            correlation_id=correlation_id_var.get(),
+            causation_id=causation_id_var.get(),
+        )
+        message_key = key or envelope.key
+        await self.session.execute(
+            sa.insert(self.tables.outbox).values(
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                topic=topic_for(envelope.producer),
+                message_key=message_key,
+                lane=lane_for(message_key),
+                payload=envelope.payload,
+                occurred_at=envelope.occurred_at,
+                correlation_id=envelope.correlation_id,
+                causation_id=envelope.causation_id,
+            )
+        )
+        self._published += 1
+        return envelope
+
+    async def claim_inbox(self, consumer: str, event_id: str, event_type: str) -> bool:
+        """Record that `consumer` applies `event_id` in this transaction.
+
+        False when it was applied before: the caller skips the event.
+        """
+        stmt = (
+            self._insert(self.tables.inbox)
+            .values(
+                consumer=consumer,
+                event_id=event_id,
+                event_type=event_type,
+                received_at=self.clock.now(),
+            )
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        )
+        result = await self.session.execute(stmt)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def commit(self) -> None:
+        if self._published and self.is_postgres:
+            await self.session.execute(
+                sa.text("SELECT pg_notify(:channel, '')"),
+                {"channel": outbox_channel(self._factory.producer)},
+            )
+        await self.session.commit()
+        self._published = 0
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+        self._published = 0
