@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from clinic_local.kafka import KafkaBroker, ensure_topics_async
 from clinic_local.postgres import ExternalPostgres, PostgresCluster, to_raw_dsn
 
@@ -107,7 +106,7 @@ async def test_database_has_btree_gist_exclusion_constraint(fresh_pg_database: s
 
 
 @pytest.mark.postgres
-async def test_postgres_stop_and_start_keeps_data(
+async def test_postgres_stop_kill_and_start_keep_committed_data(
     postgres_cluster: PostgresCluster | ExternalPostgres,
 ) -> None:
     if not isinstance(postgres_cluster, PostgresCluster):
@@ -127,6 +126,16 @@ async def test_postgres_stop_and_start_keeps_data(
     conn = await asyncpg.connect(raw)
     try:
         assert await conn.fetchval("SELECT v FROM kept") == "x"
+        await conn.execute("INSERT INTO kept VALUES ('y')")
+    finally:
+        await conn.close()
+
+    # a crash-like stop keeps acknowledged commits although the cluster runs async commit
+    await asyncio.to_thread(postgres_cluster.kill)
+    await asyncio.to_thread(postgres_cluster.start)
+    conn = await asyncpg.connect(raw)
+    try:
+        assert await conn.fetch("SELECT v FROM kept ORDER BY v") == [("x",), ("y",)]
     finally:
         await conn.close()
     postgres_cluster.drop_database(name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from aiokafka.client import AIOKafkaClient
@@ -22,8 +22,11 @@ from prometheus_client import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clinic_shared.auth import TokenVerifier
 from clinic_shared.logging import correlation_id_var, get_logger, new_correlation_id
 from clinic_shared.problems import install_problem_handlers, problem_response
+from clinic_shared.runtime import Infrastructure
+from clinic_shared.settings import ServiceSettings
 
 log = get_logger("http")
 CORRELATION_HEADER = "x-correlation-id"
@@ -114,20 +117,30 @@ class RequestContextMiddleware:
             correlation_id_var.reset(token)
 
 
-def build_app(
+def create_service_app(
     *,
-    service: str,
+    settings: ServiceSettings,
+    infra: Infrastructure,
     title: str,
     description: str,
-    engine: AsyncEngine,
-    bootstrap_servers: str,
-    lifespan: Callable[[FastAPI], Any] | None = None,
     extra_readiness: dict[str, Callable[[], Awaitable[bool]]] | None = None,
 ) -> FastAPI:
+    """A service's FastAPI app with everything but its own routes."""
+    service = settings.service_name
+    engine = infra.engine
+    probe = BrokerProbe(settings.common.kafka_bootstrap_servers)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await probe.close()
+        await infra.dispose()
+
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
-    registry = CollectorRegistry()
-    probe = BrokerProbe(bootstrap_servers)
     app.state.broker_probe = probe
+    app.state.infra = infra
+    app.state.token_verifier = TokenVerifier(settings.jwt_secret, settings.common.jwt_issuer)
+    registry = CollectorRegistry()
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service, registry=registry)
 

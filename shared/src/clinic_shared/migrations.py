@@ -72,3 +72,65 @@ def revisions(service_dir: Path) -> list[str]:
     """Revision ids from base to head."""
     script = ScriptDirectory.from_config(alembic_config(service_dir, "sqlite://"))
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def create_infra_tables_v1(lanes: int) -> None:
+    """Outbox, outbox lanes, inbox and idempotency keys, as first released.
+
+    Frozen: a later change to these tables is a new helper and a new revision in every service.
+    """
+    from alembic import op
+
+    ts = sa.DateTime(timezone=True)
+    big_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    op.create_table(
+        "outbox",
+        sa.Column("id", big_id, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("message_key", sa.String(200), nullable=False),
+        sa.Column("lane", sa.Integer, nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("occurred_at", ts, nullable=False),
+        sa.Column("correlation_id", sa.String(64)),
+        sa.Column("causation_id", sa.String(64)),
+        sa.Column("sent_at", ts),
+    )
+    op.create_index(
+        "ix_outbox_unsent",
+        "outbox",
+        ["lane", "id"],
+        postgresql_where=sa.text("sent_at IS NULL"),
+        sqlite_where=sa.text("sent_at IS NULL"),
+    )
+    lane_table = op.create_table(
+        "outbox_lane", sa.Column("lane", sa.Integer, primary_key=True, autoincrement=False)
+    )
+    op.bulk_insert(lane_table, [{"lane": n} for n in range(lanes)])
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("received_at", ts, nullable=False),
+    )
+    op.create_table(
+        "idempotency_key",
+        sa.Column("scope", sa.String(300), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("response_body", sa.JSON, nullable=False),
+        sa.Column("created_at", ts, nullable=False),
+    )
+
+
+def drop_infra_tables_v1() -> None:
+    from alembic import op
+
+    op.drop_table("idempotency_key")
+    op.drop_table("inbox")
+    op.drop_table("outbox_lane")
+    op.drop_index("ix_outbox_unsent", table_name="outbox")
+    op.drop_table("outbox")

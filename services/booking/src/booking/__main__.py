@@ -1,0 +1,3 @@
+from booking.entrypoints.cli import run
+
+run()

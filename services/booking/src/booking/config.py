@@ -1,0 +1,18 @@
+"""Booking's typed settings (`BOOKING_*`, plus the common `CLINIC_*`)."""
+
+from __future__ import annotations
+
+from clinic_shared.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class BookingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKING_", extra="ignore")
+
+    service_name: str = "booking"
+    database_url: str = "sqlite+aiosqlite:///.clinic/booking.db"
+    http_port: int = 8001
+
+
+def load_settings() -> BookingSettings:
+    return BookingSettings()

@@ -1,0 +1,109 @@
+"""Booking's HTTP API: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+from uuid import UUID
+
+from clinic_shared.auth import (
+    STAFF_ROLES,
+    Principal,
+    Role,
+    ensure_patient_access,
+    require_roles,
+)
+from clinic_shared.clock import Clock
+from clinic_shared.http import create_service_app
+from clinic_shared.idempotency import run_idempotent
+from clinic_shared.problems import ProblemError
+from clinic_shared.settings import ServiceSettings
+from clinic_shared.uow import SqlUnitOfWork
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from booking.bootstrap import bootstrap
+from booking.domain.model import InvalidPatient, RegisteredBy
+from booking.entrypoints.schemas import PatientIn, PatientOut
+from booking.service_layer import handlers
+
+
+def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:
+    infra = bootstrap(settings, clock)
+    app = create_service_app(
+        settings=settings,
+        infra=infra,
+        title="Clinic booking",
+        description="Clinic calendar, patients and intake, treatment courses, appointments.",
+    )
+    uow_factory = infra.uow_factory
+
+    @app.post(
+        "/v1/patients",
+        status_code=201,
+        response_model=PatientOut,
+        tags=["patients"],
+        responses={409: {"description": "A patient with this id exists"}},
+    )
+    async def register_patient(
+        body: PatientIn,
+        request: Request,
+        principal: Annotated[Principal, Depends(require_roles(Role.PATIENT, Role.SCHEDULER))],
+    ) -> JSONResponse:
+        # A self-registering patient's record takes the id their identity token carries.
+        if principal.role is Role.PATIENT:
+            patient_id, registered_by = _patient_id_from_token(principal), RegisteredBy.PATIENT
+        else:
+            patient_id, registered_by = uuid.uuid4(), RegisteredBy.STAFF
+        command = handlers.RegisterPatient(
+            patient_id=patient_id, registered_by=registered_by, **body.model_dump()
+        )
+
+        async def action(uow: SqlUnitOfWork) -> tuple[int, dict[str, Any]]:
+            try:
+                patient = await handlers.register_patient(command, uow)
+            except handlers.PatientAlreadyExists as exc:
+                raise ProblemError(409, "patient_exists", "Patient already registered") from exc
+            except InvalidPatient as exc:
+                raise ProblemError(422, "invalid_patient", "Invalid patient", str(exc)) from exc
+            return 201, _patient_out(patient)
+
+        return await run_idempotent(
+            request, uow_factory, principal, body.model_dump(mode="json"), action
+        )
+
+    @app.get("/v1/patients/{patient_id}", response_model=PatientOut, tags=["patients"])
+    async def get_patient(
+        patient_id: UUID,
+        principal: Annotated[Principal, Depends(require_roles(Role.PATIENT, *STAFF_ROLES))],
+    ) -> dict[str, Any]:
+        ensure_patient_access(principal, patient_id)
+        async with uow_factory() as uow:
+            patient = await handlers.get_patient(patient_id, uow)
+        if patient is None:
+            raise ProblemError(404, "not_found", "Not found")
+        return _patient_out(patient)
+
+    return app
+
+
+def _patient_id_from_token(principal: Principal) -> UUID:
+    try:
+        return UUID(principal.subject)
+    except ValueError as exc:
+        raise ProblemError(
+            403, "forbidden", "Not allowed", "The token's subject is not a patient id."
+        ) from exc
+
+
+def _patient_out(patient: Any) -> dict[str, Any]:
+    return PatientOut(
+        id=patient.id,
+        first_name=patient.first_name,
+        last_name=patient.last_name,
+        date_of_birth=patient.date_of_birth,
+        email=patient.email,
+        phone=patient.phone,
+        registered_at=patient.registered_at,
+        registered_by=patient.registered_by.value,
+    ).model_dump(mode="json")

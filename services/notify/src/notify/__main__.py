@@ -1,0 +1,3 @@
+from notify.entrypoints.cli import run
+
+run()

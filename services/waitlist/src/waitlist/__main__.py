@@ -1,0 +1,3 @@
+from waitlist.entrypoints.cli import run
+
+run()

@@ -1,0 +1,18 @@
+"""Waitlist's typed settings (`WAITLIST_*`, plus the common `CLINIC_*`)."""
+
+from __future__ import annotations
+
+from clinic_shared.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class WaitlistSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="WAITLIST_", extra="ignore")
+
+    service_name: str = "waitlist"
+    database_url: str = "sqlite+aiosqlite:///.clinic/waitlist.db"
+    http_port: int = 8002
+
+
+def load_settings() -> WaitlistSettings:
+    return WaitlistSettings()
