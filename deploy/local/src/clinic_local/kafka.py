@@ -300,6 +300,10 @@ class KafkaBroker:
             "transaction.state.log.num.partitions": "3",
             "auto.create.topics.enable": "true",
             "group.initial.rebalance.delay.ms": "0",
+            # after a kill the controller waits for the old broker session to expire before
+            # the restarted broker is unfenced: keep that short (defaults 9000 / 2000)
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
         }
         if _major(self.version) >= 4:
             props["share.coordinator.state.topic.replication.factor"] = "1"

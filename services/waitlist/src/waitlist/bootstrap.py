@@ -5,7 +5,6 @@ from __future__ import annotations
 from clinic_shared.clock import Clock
 from clinic_shared.runtime import Infrastructure, build_infrastructure
 from clinic_shared.settings import ServiceSettings
-
 from waitlist.adapters.orm import INFRA
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from clinic_shared.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from clinic_shared.settings import ServiceSettings
 
 
 class WaitlistSettings(ServiceSettings):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from clinic_shared.clock import Clock
-from clinic_shared.http import create_service_app
-from clinic_shared.settings import ServiceSettings
 from fastapi import FastAPI
 
 from billing.bootstrap import bootstrap
+from clinic_shared.clock import Clock
+from clinic_shared.http import create_service_app
+from clinic_shared.settings import ServiceSettings
 
 
 def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:

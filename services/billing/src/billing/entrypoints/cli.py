@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from clinic_shared.service_main import ServiceDefinition, main
-
 from billing.bootstrap import bootstrap
 from billing.config import load_settings
 from billing.entrypoints.api import create_app
 from billing.entrypoints.consumer import CONSUMED_TOPICS, EVENT_HANDLERS
+from clinic_shared.service_main import ServiceDefinition, main
 
 SERVICE_DIR = Path(__file__).resolve().parents[3]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from uuid import UUID
 
-from clinic_shared.db import UtcDateTime
-from clinic_shared.tables import infra_tables
 from sqlalchemy import Column
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from clinic_shared.db import UtcDateTime
+from clinic_shared.tables import infra_tables
 
 
 class BookingTable(SQLModel, registry=registry()):

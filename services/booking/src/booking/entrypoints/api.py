@@ -6,6 +6,13 @@ import uuid
 from typing import Annotated, Any
 from uuid import UUID
 
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from booking.bootstrap import bootstrap
+from booking.domain.model import InvalidPatient, RegisteredBy
+from booking.entrypoints.schemas import PatientIn, PatientOut
+from booking.service_layer import handlers
 from clinic_shared.auth import (
     STAFF_ROLES,
     Principal,
@@ -19,13 +26,6 @@ from clinic_shared.idempotency import run_idempotent
 from clinic_shared.problems import ProblemError
 from clinic_shared.settings import ServiceSettings
 from clinic_shared.uow import SqlUnitOfWork
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
-
-from booking.bootstrap import bootstrap
-from booking.domain.model import InvalidPatient, RegisteredBy
-from booking.entrypoints.schemas import PatientIn, PatientOut
-from booking.service_layer import handlers
 
 
 def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI:

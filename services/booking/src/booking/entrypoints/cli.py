@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from clinic_shared.service_main import ServiceDefinition, main
-
 from booking.bootstrap import bootstrap
 from booking.config import load_settings
 from booking.entrypoints.api import create_app
 from booking.entrypoints.consumer import CONSUMED_TOPICS, EVENT_HANDLERS
 from booking.entrypoints.seed import seed
+from clinic_shared.service_main import ServiceDefinition, main
 
 SERVICE_DIR = Path(__file__).resolve().parents[3]
 

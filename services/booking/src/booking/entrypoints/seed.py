@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-from clinic_shared.logging import get_logger
-from clinic_shared.runtime import Infrastructure
-
 from booking.domain.model import RegisteredBy
 from booking.service_layer import handlers
+from clinic_shared.logging import get_logger
+from clinic_shared.runtime import Infrastructure
 
 log = get_logger(__name__)
 

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
-from clinic_shared.uow import SqlUnitOfWork
-
 from booking.adapters.repository import PatientRepository
 from booking.domain.model import Patient, RegisteredBy
 from booking.service_layer.integration import publish_domain_events
+from clinic_shared.uow import SqlUnitOfWork
 
 
 class PatientAlreadyExists(Exception):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import singledispatch
 
+from booking.domain import model
 from clinic_shared.contracts import booking as contracts
 from clinic_shared.envelope import IntegrationEvent
 from clinic_shared.uow import SqlUnitOfWork
-
-from booking.domain import model
 
 
 @singledispatch

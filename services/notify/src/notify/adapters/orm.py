@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from clinic_shared.db import UtcDateTime
-from clinic_shared.tables import infra_tables
 from sqlalchemy import Column, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from clinic_shared.db import UtcDateTime
+from clinic_shared.tables import infra_tables
 
 
 class NotifyTable(SQLModel, registry=registry()):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
+from fastapi import Depends, FastAPI
+
 from clinic_shared.auth import STAFF_ROLES, Principal, Role, ensure_patient_access, require_roles
 from clinic_shared.clock import Clock
 from clinic_shared.http import create_service_app
 from clinic_shared.settings import ServiceSettings
-from fastapi import Depends, FastAPI
-
 from notify.bootstrap import bootstrap
 from notify.entrypoints.schemas import NotificationList, NotificationOut
 from notify.service_layer import handlers

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clinic_shared.service_main import ServiceDefinition, main
-
 from notify.bootstrap import bootstrap
 from notify.config import load_settings
 from notify.entrypoints.api import create_app

@@ -7,7 +7,6 @@ from uuid import UUID
 from clinic_shared.consumer import EventContext
 from clinic_shared.contracts import booking
 from clinic_shared.uow import SqlUnitOfWork
-
 from notify.adapters.repository import NotificationRepository
 from notify.domain.model import Notification
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from clinic_shared.tables import infra_tables
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
+
+from clinic_shared.tables import infra_tables
 
 
 class WaitlistTable(SQLModel, registry=registry()):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from clinic_shared.clock import Clock
 from clinic_shared.http import create_service_app
 from clinic_shared.settings import ServiceSettings
-from fastapi import FastAPI
-
 from waitlist.bootstrap import bootstrap
 
 

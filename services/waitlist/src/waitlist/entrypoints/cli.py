@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clinic_shared.service_main import ServiceDefinition, main
-
 from waitlist.bootstrap import bootstrap
 from waitlist.config import load_settings
 from waitlist.entrypoints.api import create_app
