@@ -36,6 +36,8 @@ class UnitOfWorkFactory:
     producer: str
     clock: Clock
     dialect: str
+    topic: str | None = None
+    """Where this service's events go; the producer's topic unless a test names its own."""
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
@@ -92,7 +94,7 @@ class SqlUnitOfWork:
             sa.insert(self.tables.outbox).values(
                 event_id=envelope.event_id,
                 event_type=envelope.event_type,
-                topic=topic_for(envelope.producer),
+                topic=self._factory.topic or topic_for(envelope.producer),
                 message_key=message_key,
                 lane=lane_for(message_key),
                 payload=envelope.payload,
