@@ -83,7 +83,7 @@ async def _run_worker(
             await run_consumer(
                 infra,
                 stop,
-                group=definition.name,
+                group=settings.consumer_group or definition.name,
                 topics=definition.consumer_topics,
                 handlers=definition.handlers,
             )

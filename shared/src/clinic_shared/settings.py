@@ -31,6 +31,8 @@ class ServiceSettings(BaseSettings):
     http_port: int
     relay_batch_size: int = 200
     relay_poll_interval_seconds: float = 0.5
+    consumer_group: str = ""
+    """Kafka consumer group; the service name when empty."""
     consumer_max_transient_attempts: int = 8
     consumer_retry_base_seconds: float = 0.1
     consumer_retry_max_seconds: float = 5.0

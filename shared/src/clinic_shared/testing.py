@@ -4,19 +4,31 @@ outbox inspection. Imported only by tests."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinic_shared import migrations
 from clinic_shared.auth import Role, issue_token
 from clinic_shared.clock import FakeClock, SystemClock
+from clinic_shared.kafka import make_consumer
 from clinic_shared.tables import InfraTables
 
-__all__ = ["FakeClock", "SystemClock", "api_client", "bearer", "count_rows", "migrate"]
+__all__ = [
+    "FakeClock",
+    "SystemClock",
+    "api_client",
+    "bearer",
+    "count_rows",
+    "migrate",
+    "read_topic",
+]
 
 
 async def migrate(service_dir: Path, database_url: str, revision: str = "head") -> None:
@@ -43,3 +55,34 @@ async def outbox_rows(engine: AsyncEngine, tables: InfraTables) -> list[dict[str
     async with engine.connect() as conn:
         rows = await conn.execute(sa.select(tables.outbox).order_by(tables.outbox.c.id))
         return [dict(r) for r in rows.mappings()]
+
+
+async def read_topic(
+    bootstrap: str, topic: str, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in `topic`, read from the beginning up to the current end offsets."""
+    consumer = make_consumer(bootstrap, f"reader-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + timeout
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no metadata for {topic}")
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end")
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()

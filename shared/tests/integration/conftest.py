@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinic_shared.clock import SystemClock
 from clinic_shared.db import create_engine, session_factory
-from clinic_shared.kafka import ensure_topics, make_consumer
+from clinic_shared.kafka import ensure_topics
 from clinic_shared.tables import OUTBOX_LANES, InfraTables, infra_tables
 from clinic_shared.uow import UnitOfWorkFactory
 
@@ -95,31 +94,3 @@ async def wait_until(
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
-    """Every record now in `topic`, read from the beginning up to the current end offsets."""
-    consumer = make_consumer(bootstrap, f"reader-{uuid.uuid4().hex[:8]}")
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        deadline = time.monotonic() + timeout
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no metadata for {topic}")
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        records = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"could not read {topic} to its end")
-            batch = await consumer.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-        return records
-    finally:
-        await consumer.stop()

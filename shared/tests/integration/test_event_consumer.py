@@ -16,8 +16,9 @@ from clinic_shared.consumer import EventConsumer, PermanentFailure
 from clinic_shared.contracts.booking import PatientRegistered
 from clinic_shared.envelope import Envelope, to_kafka
 from clinic_shared.kafka import dead_letter_topic, ensure_topics, make_consumer, make_producer
+from clinic_shared.testing import read_topic
 
-from .conftest import ServiceDb, read_topic, wait_until
+from .conftest import ServiceDb, wait_until
 
 EVENT_TYPE = PatientRegistered.event_type
 

@@ -15,8 +15,9 @@ from clinic_shared.db import create_engine
 from clinic_shared.envelope import from_kafka
 from clinic_shared.kafka import make_producer
 from clinic_shared.relay import OutboxRelay
+from clinic_shared.testing import read_topic
 
-from .conftest import ServiceDb, read_topic, wait_until
+from .conftest import ServiceDb, wait_until
 
 
 def _event(patient_id: UUID) -> PatientRegistered:

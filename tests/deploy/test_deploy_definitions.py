@@ -1,0 +1,1114 @@
+"""The deployment definitions, checked without Docker or a cluster.
+
+The service images (`services/<name>/Dockerfile`, `.dockerignore`), `docker-compose.yml`,
+`deploy/k8s/`, `deploy/topics/` and `deploy/postgres/` must agree with each other and with the
+code: the commands each service's command line accepts, the fields of its settings classes, the
+topics of `clinic_shared.contracts.registry` and the topics each consumer subscribes to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import tomllib
+import typing
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from clinic_shared import service_main
+from clinic_shared.contracts.registry import TOPICS
+from clinic_shared.settings import CommonSettings, ServiceSettings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERIGNORE = REPO / ".dockerignore"
+K8S_DIR = REPO / "deploy" / "k8s"
+KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
+SECRET_TEMPLATE = K8S_DIR / "secret.example.yaml"
+TOPICS_FILE = REPO / "deploy" / "topics" / "topics.yaml"
+CREATE_TOPICS_SCRIPT = REPO / "deploy" / "topics" / "create-topics.sh"
+POSTGRES_INIT = REPO / "deploy" / "postgres" / "init.sh"
+
+SERVICES = tuple(TOPICS)
+SERVICE_IMAGE = re.compile(r"clinic/(?P<service>[a-z]+)(?::[\w.-]+)?")
+KAFKA_IMAGE = re.compile(r"apache/kafka:(?:3\.9\.\d+|4\.\d+\.\d+)")
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY")
+URL_PASSWORD = re.compile(r"://[^/@\s:]+:(?P<password>\$\{[^}]*\}|[^@\s/]*)@")
+REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}")
+SECRET_PLACEHOLDER = "REPLACE_ME"
+K8S_SECRET = "clinic-secrets"
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+# --- the services' command lines ------------------------------------------------------------
+
+
+class _CommandLineParsed(Exception):
+    """Raised instead of loading the settings: the command line was accepted."""
+
+
+def _stop_after_parsing() -> ServiceSettings:
+    raise _CommandLineParsed
+
+
+@functools.cache
+def service_definition(service: str) -> service_main.ServiceDefinition:
+    definition = importlib.import_module(f"{service}.entrypoints.cli").DEFINITION
+    assert isinstance(definition, service_main.ServiceDefinition)
+    return definition
+
+
+def cli_accepts(service: str, argv: Sequence[str]) -> bool:
+    """Whether `python -m <service> <argv>` gets past the service's own argparse (and `seed`
+    only where the service has something to seed)."""
+    definition = dataclasses.replace(service_definition(service), load_settings=_stop_after_parsing)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            service_main.main(definition, list(argv))
+    except _CommandLineParsed:
+        return argv[0] != "seed" or service_definition(service).seed is not None
+    except SystemExit:
+        return False
+    raise AssertionError(f"{service}: main() returned without loading its settings")
+
+
+# --- the services' settings -----------------------------------------------------------------
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    load_settings = importlib.import_module(f"{service}.config").load_settings
+    cls = typing.get_type_hints(load_settings)["return"]
+    assert issubclass(cls, ServiceSettings)
+    return cls
+
+
+def env_prefix(service: str) -> str:
+    return f"{service.upper()}_"
+
+
+def allowed_env_names(service: str) -> set[str]:
+    """`<SERVICE>_<field>` of the service's settings class and `CLINIC_<field>` of the common
+    settings. Not the service name: it is the consumer group and the outbox producer."""
+    cls = settings_class(service)
+    assert cls.model_config.get("env_prefix") == env_prefix(service)
+    assert CommonSettings.model_config.get("env_prefix") == "CLINIC_"
+    own = {
+        env_prefix(service) + name.upper()
+        for name, field in cls.model_fields.items()
+        if name != "service_name"
+        and not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))
+    }
+    return own | {"CLINIC_" + name.upper() for name in CommonSettings.model_fields}
+
+
+def unknown_env_names(service: str, names: Collection[str]) -> list[str]:
+    return sorted(set(names) - allowed_env_names(service))
+
+
+def load_service_settings(
+    service: str, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> ServiceSettings:
+    """The service's real `load_settings()` with exactly `env` as its configuration."""
+    for name in list(os.environ):
+        if name.upper().startswith(("CLINIC_", env_prefix(service))):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = importlib.import_module(f"{service}.config").load_settings()
+    assert isinstance(settings, ServiceSettings)
+    return settings
+
+
+# --- Dockerfiles and .dockerignore ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def dockerfile_path(service: str) -> Path:
+    return REPO / "services" / service / "Dockerfile"
+
+
+@functools.cache
+def dockerfile_stages(service: str) -> list[list[Instruction]]:
+    """The instructions of each stage (a stage starts at FROM); comments dropped, continuation
+    lines joined."""
+    stages: list[list[Instruction]] = []
+    pending = ""
+    for raw in dockerfile_path(service).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        pending = ""
+        instruction = Instruction(keyword.upper(), args.strip())
+        if instruction.keyword == "FROM":
+            stages.append([])
+        assert stages, f"{service}: instruction before FROM: {instruction}"
+        stages[-1].append(instruction)
+    assert not pending, f"{service}: Dockerfile ends in a continuation line"
+    return stages
+
+
+def instructions(service: str, keyword: str, stage: int | None = None) -> list[str]:
+    stages = dockerfile_stages(service) if stage is None else [dockerfile_stages(service)[stage]]
+    return [i.args for s in stages for i in s if i.keyword == keyword]
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def image_env(service: str) -> dict[str, str]:
+    """ENV of the final stage."""
+    env: dict[str, str] = {}
+    for args in instructions(service, "ENV", stage=-1):
+        for token in shlex.split(args):
+            name, sep, value = token.partition("=")
+            assert sep, f"{service}: use ENV name=value, not {token!r}"
+            env[name] = value
+    return env
+
+
+def copy_instructions(service: str) -> list[tuple[dict[str, str], list[str], str]]:
+    """(flags, sources, destination) of every COPY."""
+    result = []
+    for args in instructions(service, "COPY"):
+        tokens = shlex.split(args)
+        flags = dict(t[2:].partition("=")[::2] for t in tokens if t.startswith("--"))
+        paths = [t for t in tokens if not t.startswith("--")]
+        result.append((flags, paths[:-1], paths[-1]))
+    return result
+
+
+def workspace_members() -> list[Path]:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    members: list[Path] = []
+    for pattern in pyproject["tool"]["uv"]["workspace"]["members"]:
+        members += sorted(p for p in REPO.glob(pattern) if (p / "pyproject.toml").is_file())
+    return members
+
+
+def _glob_to_regex(pattern: str) -> str:
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out, i = out + pattern[i : end + 1], end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return out
+
+
+def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern[str]]]:
+    rules = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+        rules.append((negate, re.compile(_glob_to_regex(pattern))))
+    return rules
+
+
+def excluded_from_context(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Whether `.dockerignore` keeps a context path out (it or a parent directory matches; the
+    last matching rule wins)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    excluded = False
+    for negate, regex in rules:
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            excluded = not negate
+    return excluded
+
+
+# --- docker-compose.yml ---------------------------------------------------------------------
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(document, dict) and isinstance(document.get("services"), dict)
+    return document
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def compose_service_image(name: str) -> str | None:
+    """The clinic service whose image a compose service runs, if any."""
+    match = SERVICE_IMAGE.fullmatch(str(compose_services()[name].get("image", "")))
+    return match["service"] if match else None
+
+
+def compose_containers_of(service: str) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose_services().items() if compose_service_image(n) == service}
+
+
+def compose_env(definition: Mapping[str, Any]) -> dict[str, str]:
+    env = definition.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def compose_command(definition: Mapping[str, Any]) -> list[str] | None:
+    command = definition.get("command")
+    if command is None:
+        return None
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def compose_depends_on(definition: Mapping[str, Any]) -> dict[str, str]:
+    depends = definition.get("depends_on") or {}
+    if isinstance(depends, list):
+        return {name: "service_started" for name in depends}
+    return {
+        name: (spec or {}).get("condition", "service_started") for name, spec in depends.items()
+    }
+
+
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`
+    and `$$`; a missing required variable raises KeyError."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = variables.get(name)
+        unset = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":?", "?") and unset:
+            raise KeyError(f"{name}: {arg}")
+        if op in (":-", "-") and unset:
+            return arg
+        return current or ""
+
+    escaped = value.replace("$$", "\0")
+    result = _VARIABLE.sub(substitute, escaped)
+    assert "$" not in result, f"unbraced or malformed variable in {value!r}"
+    return result.replace("\0", "$")
+
+
+@functools.cache
+def compose_variables() -> dict[str, str]:
+    """A value for every variable the file requires (what the operator's .env provides)."""
+    names = {m["name"] for m in REQUIRED_VARIABLE.finditer(COMPOSE_FILE.read_text())}
+    return {name: f"test-{name.lower().replace('_', '-')}" for name in names}
+
+
+def is_required_variable(value: str) -> bool:
+    return REQUIRED_VARIABLE.fullmatch(value) is not None
+
+
+# --- deploy/k8s -----------------------------------------------------------------------------
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+@functools.cache
+def kustomization() -> dict[str, Any]:
+    document = yaml.safe_load(KUSTOMIZATION.read_text())
+    assert document["kind"] == "Kustomization"
+    return document
+
+
+@functools.cache
+def k8s_documents() -> list[dict[str, Any]]:
+    return [d for name in kustomization()["resources"] for d in load_documents(K8S_DIR / name)]
+
+
+def k8s_object(kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in k8s_documents() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(workload: Mapping[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def k8s_containers() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(workload, container) of every workload in the kustomization."""
+    for document in k8s_documents():
+        if document["kind"] in WORKLOAD_KINDS:
+            spec = pod_spec(document)
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                yield document, container
+
+
+def k8s_containers_of(service: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [
+        (w, c)
+        for w, c in k8s_containers()
+        if (m := SERVICE_IMAGE.fullmatch(c["image"])) and m["service"] == service
+    ]
+
+
+@functools.cache
+def secret_template() -> dict[str, str]:
+    (secret,) = load_documents(SECRET_TEMPLATE)
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == K8S_SECRET
+    return {k: str(v) for k, v in secret["stringData"].items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSource:
+    kind: str  # "value", "configMap" or "secret"
+    value: str = ""
+    name: str = ""
+    key: str = ""
+
+    def resolve(self) -> str:
+        if self.kind == "configMap":
+            return str(k8s_object("ConfigMap", self.name)["data"][self.key])
+        if self.kind == "secret":
+            assert self.name == K8S_SECRET, f"unknown Secret {self.name}"
+            return secret_template()[self.key]
+        return self.value
+
+
+def k8s_env(container: Mapping[str, Any]) -> dict[str, EnvSource]:
+    env: dict[str, EnvSource] = {}
+    for source in container.get("envFrom", []):
+        assert "configMapRef" in source, f"{container['name']}: envFrom only from ConfigMaps"
+        name = source["configMapRef"]["name"]
+        for key in k8s_object("ConfigMap", name)["data"]:
+            env[key] = EnvSource("configMap", name=name, key=key)
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = EnvSource("value", value=str(item["value"]))
+        elif "configMapKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = EnvSource("configMap", name=ref["name"], key=ref["key"])
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = EnvSource("secret", name=ref["name"], key=ref["key"])
+    return env
+
+
+def container_port(container: Mapping[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
+    return int(number)
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+TopicSpec = tuple[int, int, dict[str, str]]  # partitions, replication factor, config
+
+
+@functools.cache
+def topic_definitions() -> dict[str, dict[str, Any]]:
+    topics = yaml.safe_load(TOPICS_FILE.read_text())["topics"]
+    by_name = {t["name"]: t for t in topics}
+    assert len(by_name) == len(topics), "a topic is defined twice"
+    return by_name
+
+
+def defined_topic_specs() -> dict[str, TopicSpec]:
+    return {
+        name: (
+            int(t["partitions"]),
+            int(t["replication_factor"]),
+            {k: str(v) for k, v in t["config"].items()},
+        )
+        for name, t in topic_definitions().items()
+    }
+
+
+def parse_topic_lines(text: str) -> dict[str, TopicSpec]:
+    """The `TOPICS` of create-topics.sh: `<name> <partitions> <replication> <k=v,...>`."""
+    specs: dict[str, TopicSpec] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, partitions, replication, *rest = line.split()
+        assert len(rest) <= 1, f"bad topic line {line!r}"
+        config = dict(kv.split("=", 1) for kv in rest[0].split(",")) if rest else {}
+        assert name not in specs, f"{name} listed twice"
+        specs[name] = (int(partitions), int(replication), config)
+    return specs
+
+
+def single_broker(specs: Mapping[str, TopicSpec]) -> dict[str, TopicSpec]:
+    return {
+        name: (partitions, 1, {**config, "min.insync.replicas": "1"})
+        for name, (partitions, _, config) in specs.items()
+    }
+
+
+def expected_topic_names() -> set[str]:
+    return {t for topic in TOPICS.values() for t in (topic, f"{topic}.DLT")}
+
+
+def consumed_topics(service: str) -> list[str]:
+    return list(importlib.import_module(f"{service}.entrypoints.consumer").CONSUMED_TOPICS)
+
+
+# ============================================================================================
+# The checks can fail
+# ============================================================================================
+
+
+def test_the_checks_reject_what_is_wrong() -> None:
+    assert cli_accepts("booking", ["migrate", "head"])
+    assert cli_accepts("booking", ["seed"])
+    assert not cli_accepts("booking", ["migrat"])
+    assert not cli_accepts("booking", ["api", "--reload"])
+    assert not cli_accepts("waitlist", ["seed"]), "waitlist has nothing to seed"
+
+    assert not unknown_env_names("booking", {"BOOKING_DATABASE_URL", "CLINIC_JWT_SECRET"})
+    assert unknown_env_names("booking", {"BOOKING_DATABSE_URL"}) == ["BOOKING_DATABSE_URL"]
+    assert unknown_env_names("booking", {"WAITLIST_DATABASE_URL"})
+    assert unknown_env_names("booking", {"BOOKING_SERVICE_NAME", "BOOKING_COMMON"})
+    assert unknown_env_names("booking", {"CLINIC_JWT_SECRT"})
+
+    assert is_required_variable("${CLINIC_JWT_SECRET:?set it}")
+    assert not is_required_variable("${CLINIC_JWT_SECRET:-changeme}")
+    assert not is_required_variable("hunter2")
+    with pytest.raises(KeyError):
+        interpolate("${MISSING:?set MISSING}", {})
+    assert interpolate("a${X:-b}$$c", {}) == "ab$c"
+
+    rules = dockerignore_rules("**/tests\n.env\nsecrets/\n!secrets/public.txt\n")
+    assert excluded_from_context(".env", rules)
+    assert excluded_from_context("services/booking/tests/unit/test_x.py", rules)
+    assert excluded_from_context("secrets/key.pem", rules)
+    assert not excluded_from_context("secrets/public.txt", rules)
+    assert not excluded_from_context("services/booking/src/booking/__main__.py", rules)
+
+    passwords = [
+        m["password"]
+        for m in URL_PASSWORD.finditer(
+            "postgresql://u:hunter2@h/db postgresql+asyncpg://u:${P:?set P}@h/db PLAINTEXT://k:9092"
+        )
+    ]
+    assert passwords == ["hunter2", "${P:?set P}"]
+    assert not is_required_variable(passwords[0]) and is_required_variable(passwords[1])
+
+    assert parse_topic_lines("a 3 1 x=1,y=2\n\nb 1 3\n") == {
+        "a": (3, 1, {"x": "1", "y": "2"}),
+        "b": (1, 3, {}),
+    }
+
+
+def test_the_services_are_the_producers_of_the_topic_registry() -> None:
+    service_dirs = {p.parent.name for p in (REPO / "services").glob("*/pyproject.toml")}
+    assert service_dirs == set(SERVICES)
+
+
+# ============================================================================================
+# Images
+# ============================================================================================
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_entrypoint_runs_the_service_module(service: str) -> None:
+    assert dockerfile_path(service).is_file()
+    (entrypoint,) = instructions(service, "ENTRYPOINT", stage=-1)
+    assert exec_form(entrypoint) == ["python", "-m", service]
+    main_module = REPO / "services" / service / "src" / service / "__main__.py"
+    assert main_module.is_file()
+    spec = importlib.util.find_spec(f"{service}.__main__")
+    assert spec is not None and Path(str(spec.origin)).resolve() == main_module.resolve()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_default_command_is_the_api(service: str) -> None:
+    (cmd,) = instructions(service, "CMD", stage=-1)
+    assert exec_form(cmd) == ["api"]
+    assert cli_accepts(service, exec_form(cmd))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_is_multi_stage_slim_with_pinned_uv_and_a_non_root_user(service: str) -> None:
+    stages = dockerfile_stages(service)
+    assert len(stages) >= 2
+    for stage in stages:
+        base = stage[0].args.split()[0]
+        assert base == "python:3.11-slim", f"{service}: FROM {base}"
+    uv_images = [
+        f["from"] for f, _, _ in copy_instructions(service) if "astral-sh" in f.get("from", "")
+    ]
+    assert uv_images and all(
+        re.fullmatch(r"ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+", image) for image in uv_images
+    ), f"{service}: uv must come from a pinned ghcr.io/astral-sh/uv image: {uv_images}"
+    users = instructions(service, "USER", stage=-1)
+    assert users, f"{service}: the final stage runs as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    assert image_env(service).get("PYTHONUNBUFFERED") == "1"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_keeps_the_layout_the_code_finds_its_migrations_in(service: str) -> None:
+    # The code finds alembic.ini and migrations/ at parents[3] of entrypoints/cli.py: the
+    # service directory. The image keeps the repository layout under /app, installed editable.
+    service_dir = service_definition(service).service_dir
+    assert service_dir == REPO / "services" / service
+    assert (service_dir / "alembic.ini").is_file()
+    assert (service_dir / "migrations" / "env.py").is_file()
+
+    for stage in dockerfile_stages(service):
+        workdirs = [i.args for i in stage if i.keyword == "WORKDIR"]
+        assert workdirs == ["/app"], f"{service}: WORKDIR {workdirs}"
+    copies = copy_instructions(service)
+    local = {(tuple(src), dest) for flags, src, dest in copies if "from" not in flags}
+    assert ((f"services/{service}",), f"services/{service}") in local
+    assert (("shared/src",), "shared/src") in local
+    build_stages = {s[0].args.split()[-1] for s in dockerfile_stages(service)[:-1]}
+    assert any(
+        flags.get("from") in build_stages and src == ["/app"] and dest == "/app"
+        for flags, src, dest in copies
+    ), f"{service}: the final stage must copy /app (venv and code) from the build stage"
+
+    syncs = [
+        shlex.split(cmd.strip())
+        for run in instructions(service, "RUN")
+        for cmd in re.findall(r"uv sync[^&;|]*", run)
+    ]
+    assert syncs, f"{service}: no `uv sync`"
+    for sync in syncs:
+        assert "--frozen" in sync and "--no-dev" in sync
+        assert "--no-editable" not in sync, "the code must stay at /app/services/<name>"
+        packages = [sync[n + 1] for n, option in enumerate(sync[:-1]) if option == "--package"]
+        assert "--all-packages" in sync or packages == [service], f"{service}: {sync}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_copies_the_lock_and_every_workspace_member_manifest(service: str) -> None:
+    sources = {
+        s for flags, src, _ in copy_instructions(service) if "from" not in flags for s in src
+    }
+    expected = {"pyproject.toml", "uv.lock"} | {
+        str((member / "pyproject.toml").relative_to(REPO)) for member in workspace_members()
+    }
+    assert expected <= sources, f"{service}: not copied: {sorted(expected - sources)}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_serves_http_on_all_interfaces_and_checks_healthz(service: str) -> None:
+    env = image_env(service)
+    prefixed = {n for n in env if n.startswith(("CLINIC_", *map(env_prefix, SERVICES)))}
+    assert not unknown_env_names(service, prefixed)
+    assert env.get(f"{env_prefix(service)}HTTP_HOST") == "0.0.0.0"
+    port = settings_class(service).model_fields["http_port"].default
+    assert instructions(service, "EXPOSE", stage=-1) == [str(port)]
+    (healthcheck,) = instructions(service, "HEALTHCHECK", stage=-1)
+    assert "urllib.request" in healthcheck and "/healthz" in healthcheck
+    assert f"'{env_prefix(service)}HTTP_PORT', '{port}'" in healthcheck
+
+
+def _meant_to_stay_out(path: Path) -> bool:
+    """Tests, caches, local databases: files the images should not contain anyway."""
+    return any(
+        part.startswith(".") or part in ("__pycache__", "tests") for part in path.parts
+    ) or path.suffix in (".pyc", ".db", ".sqlite")
+
+
+def test_dockerignore_keeps_secrets_out_and_every_build_input_in() -> None:
+    rules = dockerignore_rules(DOCKERIGNORE.read_text())
+    for secret in (".env", ".env.production", ".git/config"):
+        assert excluded_from_context(secret, rules), f"{secret} would be in the build context"
+    assert excluded_from_context(".venv/bin/python", rules)
+    for service in SERVICES:
+        for flags, sources, _ in copy_instructions(service):
+            if "from" in flags:
+                continue
+            for source in sources:
+                path = REPO / source
+                assert path.exists(), f"{service}: COPY {source}: no such path"
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                for file in files:
+                    relative = file.relative_to(REPO)
+                    if _meant_to_stay_out(relative):
+                        continue
+                    assert not excluded_from_context(str(relative), rules), (
+                        f"{service}: .dockerignore drops {relative}"
+                    )
+
+
+# ============================================================================================
+# docker-compose.yml
+# ============================================================================================
+
+
+def test_compose_dependencies_exist_with_the_right_conditions() -> None:
+    services = compose_services()
+    for name, definition in services.items():
+        for target, condition in compose_depends_on(definition).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if target in ("kafka", "postgres"):
+                assert condition == "service_healthy", f"{name} -> {target}: {condition}"
+            if target == "kafka-init" or target.endswith(("-migrate", "-seed")):
+                assert condition == "service_completed_successfully", f"{name} -> {target}"
+            if condition == "service_healthy":
+                check = services[target].get("healthcheck") or {}
+                assert check.get("test") and not check.get("disable"), f"{target}: no healthcheck"
+            if condition == "service_completed_successfully":
+                assert str(services[target].get("restart")) == "no", f"{target} is not a job"
+
+
+def test_compose_names_no_container_so_every_service_can_scale() -> None:
+    for name, definition in compose_services().items():
+        assert "container_name" not in definition, name
+
+
+def test_every_compose_command_is_accepted_by_the_service_cli() -> None:
+    checked = 0
+    for name, definition in compose_services().items():
+        service = compose_service_image(name)
+        if service is None:
+            continue
+        command = compose_command(definition)
+        assert command, f"{name}: give the command explicitly"
+        assert cli_accepts(service, command), f"{name}: python -m {service} {command}"
+        checked += 1
+    assert checked >= 4 * len(SERVICES)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_runs_migrations_then_api_consumer_and_relay(service: str) -> None:
+    containers = compose_containers_of(service)
+    by_command: dict[str, list[str]] = {}
+    for name, definition in containers.items():
+        by_command.setdefault((compose_command(definition) or ["api"])[0], []).append(name)
+        assert definition["image"] == f"clinic/{service}:local"
+        assert definition["build"] == {
+            "context": ".",
+            "dockerfile": f"services/{service}/Dockerfile",
+        }
+    for command in ("migrate", "api", "consumer", "relay"):
+        assert by_command.get(command) == [f"{service}-{command}"], by_command
+    for command, names in by_command.items():
+        for name in names:
+            definition = containers[name]
+            one_off = command in ("migrate", "seed")
+            assert (str(definition.get("restart")) == "no") == one_off, name
+            if not one_off:
+                depends = compose_depends_on(definition)
+                assert depends.get(f"{service}-migrate") == "service_completed_successfully"
+                assert depends.get("kafka-init") == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_environment_names_are_settings_fields(service: str) -> None:
+    for name, definition in compose_containers_of(service).items():
+        unknown = unknown_env_names(service, set(compose_env(definition)))
+        assert not unknown, f"{name}: not a setting of {service}: {unknown}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_environment_loads_into_the_service_settings(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka_env = compose_env(compose_services()["kafka"])
+    advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1]
+    for name, definition in compose_containers_of(service).items():
+        env = {k: v for k, v in image_env(service).items() if k in allowed_env_names(service)}
+        env |= {k: interpolate(v, compose_variables()) for k, v in compose_env(definition).items()}
+        settings = load_service_settings(service, env, monkeypatch)
+        assert settings.database_url.startswith("postgresql+asyncpg://"), name
+        assert settings.common.kafka_bootstrap_servers == advertised, name
+        command = (compose_command(definition) or ["api"])[0]
+        if command == "api":
+            assert settings.http_host == "0.0.0.0"
+            assert settings.jwt_secret == compose_variables()["CLINIC_JWT_SECRET"]
+            ports = [str(p).rsplit(":", 1)[-1] for p in definition.get("ports", [])]
+            assert ports == [str(settings.http_port)], f"{name}: publishes {ports}"
+            probe = " ".join(definition["healthcheck"]["test"])
+            assert f"http://127.0.0.1:{settings.http_port}/readyz" in probe, name
+        else:
+            assert not definition.get("ports"), f"{name} serves no HTTP"
+            assert definition.get("healthcheck", {}).get("disable") is True, (
+                f"{name}: the image's HEALTHCHECK probes an HTTP port only the api listens on"
+            )
+
+
+def test_compose_kafka_is_a_pinned_single_kraft_node() -> None:
+    kafka = compose_services()["kafka"]
+    assert KAFKA_IMAGE.fullmatch(kafka["image"]), kafka["image"]
+    env = compose_env(kafka)
+    assert env["KAFKA_NODE_ID"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    listeners = env["KAFKA_LISTENERS"]
+    assert "PLAINTEXT://:9092" in listeners and env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners
+    for name in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert env[name] == "1", name
+    probe = " ".join(kafka["healthcheck"]["test"])
+    assert "/opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --list" in probe
+
+
+def test_compose_postgres_creates_a_database_and_role_per_service_with_btree_gist() -> None:
+    postgres = compose_services()["postgres"]
+    assert postgres["image"] == "postgres:16"
+    assert any(
+        str(v).split(":")[:2]
+        == ["./deploy/postgres/init.sh", "/docker-entrypoint-initdb.d/10-clinic.sh"]
+        for v in postgres["volumes"]
+    )
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+    script = POSTGRES_INIT.read_text()
+    (loop,) = re.findall(r"^for service in ([a-z ]+); do$", script, re.MULTILINE)
+    assert loop.split() == list(SERVICES)
+    for statement in (
+        'CREATE ROLE :"service" LOGIN PASSWORD',
+        'CREATE DATABASE :"service" OWNER :"service"',
+        "CREATE EXTENSION IF NOT EXISTS btree_gist",
+    ):
+        assert statement in script
+    assert 'password_var="${service^^}_DB_PASSWORD"' in script
+
+    postgres_env = compose_env(postgres)
+    assert is_required_variable(postgres_env["POSTGRES_PASSWORD"])
+    for service in SERVICES:
+        password_variable = f"{service.upper()}_DB_PASSWORD"
+        assert is_required_variable(postgres_env[password_variable])
+        for name, definition in compose_containers_of(service).items():
+            url = compose_env(definition)[f"{env_prefix(service)}DATABASE_URL"]
+            match = re.fullmatch(
+                r"postgresql\+asyncpg://(?P<user>\w+):(?P<password>\$\{[^}]+\})@postgres:5432/(?P<db>\w+)",
+                url,
+            )
+            assert match, f"{name}: {url}"
+            assert match["user"] == match["db"] == service, name
+            reference = REQUIRED_VARIABLE.fullmatch(match["password"])
+            assert reference and reference["name"] == password_variable, name
+
+
+# ============================================================================================
+# Topics
+# ============================================================================================
+
+
+def test_the_topic_definitions_are_the_registry_topics_and_their_dead_letter_topics() -> None:
+    assert set(topic_definitions()) == expected_topic_names()
+    for name, (partitions, replication, config) in defined_topic_specs().items():
+        assert partitions >= 1 and replication >= 1, name
+        assert config["cleanup.policy"] == "delete", f"{name}: every event counts"
+        assert int(config["retention.ms"]) > 0, name
+        assert int(config["min.insync.replicas"]) <= replication, name
+
+
+def test_the_topic_readers_and_writers_are_the_services_consumers() -> None:
+    definitions = topic_definitions()
+    for producer, topic in TOPICS.items():
+        readers = {s for s in SERVICES if topic in consumed_topics(s)}
+        assert definitions[topic]["written_by"] == [producer], topic
+        assert set(definitions[topic]["read_by"]) == readers, topic
+        assert set(definitions[f"{topic}.DLT"]["written_by"]) == readers, f"{topic}.DLT"
+        assert definitions[f"{topic}.DLT"]["read_by"] == []
+
+
+def test_compose_kafka_init_creates_the_defined_topics_for_one_broker() -> None:
+    init = compose_services()["kafka-init"]
+    assert init["image"] == compose_services()["kafka"]["image"]
+    assert compose_depends_on(init) == {"kafka": "service_healthy"}
+    assert str(init.get("restart")) == "no"
+    (mount,) = [str(v) for v in init["volumes"] if "create-topics.sh" in str(v)]
+    source, target = mount.split(":")[:2]
+    assert (REPO / source).resolve() == CREATE_TOPICS_SCRIPT
+    assert target in init["entrypoint"]
+    env = compose_env(init)
+    assert (
+        env["BOOTSTRAP_SERVERS"]
+        == compose_env(compose_services()["kafka"])["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1]
+    )
+    assert parse_topic_lines(env["TOPICS"]) == single_broker(defined_topic_specs())
+
+
+def test_the_k8s_topics_job_creates_the_defined_topics() -> None:
+    job = k8s_object("Job", "clinic-topics")
+    (container,) = pod_spec(job)["containers"]
+    assert container["image"] == compose_services()["kafka"]["image"]
+    assert container["command"] == ["/bin/sh", "-c"]
+    assert container["args"] == [CREATE_TOPICS_SCRIPT.read_text()], (
+        "the Job's script differs from deploy/topics/create-topics.sh"
+    )
+    env = k8s_env(container)
+    assert env["BOOTSTRAP_SERVERS"] == EnvSource(
+        "configMap", name="clinic-config", key="CLINIC_KAFKA_BOOTSTRAP_SERVERS"
+    )
+    assert parse_topic_lines(env["TOPICS"].resolve()) == defined_topic_specs()
+
+
+def _run_create_topics(
+    tmp_path: Path, topics: str, fail_on: str = ""
+) -> tuple[int, list[list[str]]]:
+    calls = tmp_path / "calls"
+    stub = tmp_path / "kafka-topics.sh"
+    stub.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do printf \'%s\\037\' "$arg"; done >> "$CALLS"\n'
+        "printf '\\n' >> \"$CALLS\"\n"
+        f"case \" $* \" in *' --topic {fail_on} '*) exit 1;; esac\n"
+    )
+    stub.chmod(0o755)
+    result = subprocess.run(
+        ["sh", str(CREATE_TOPICS_SCRIPT)],
+        env={
+            "PATH": os.environ["PATH"],
+            "BOOTSTRAP_SERVERS": "kafka:9092",
+            "TOPICS": topics,
+            "KAFKA_BIN": str(tmp_path),
+            "CALLS": str(calls),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return result.returncode, [line.split("\x1f")[:-1] for line in lines]
+
+
+def test_create_topics_runs_kafka_topics_once_per_definition(tmp_path: Path) -> None:
+    topics = compose_env(compose_services()["kafka-init"])["TOPICS"]
+    returncode, calls = _run_create_topics(tmp_path, topics)
+    assert returncode == 0
+    assert calls[-1] == ["--bootstrap-server", "kafka:9092", "--list"]
+    created: dict[str, TopicSpec] = {}
+    for call in calls[:-1]:
+        assert call[:4] == ["--bootstrap-server", "kafka:9092", "--create", "--if-not-exists"]
+        options = list(zip(call[4::2], call[5::2], strict=True))
+        config = dict(v.split("=", 1) for k, v in options if k == "--config")
+        named = dict(o for o in options if o[0] != "--config")
+        created[named["--topic"]] = (
+            int(named["--partitions"]),
+            int(named["--replication-factor"]),
+            config,
+        )
+    assert created == parse_topic_lines(topics)
+
+
+def test_create_topics_fails_when_kafka_topics_fails(tmp_path: Path) -> None:
+    topics = compose_env(compose_services()["kafka-init"])["TOPICS"]
+    returncode, calls = _run_create_topics(tmp_path, topics, fail_on="waitlist.events")
+    assert returncode != 0
+    assert [c[c.index("--topic") + 1] for c in calls] == [
+        "booking.events",
+        "booking.events.DLT",
+        "waitlist.events",
+    ]
+
+
+def test_the_topic_partitions_setting_matches_the_definitions() -> None:
+    (partitions,) = {spec[0] for spec in defined_topic_specs().values()}
+    assert partitions == 3
+    for name in SERVICES:
+        for container, definition in compose_containers_of(name).items():
+            assert compose_env(definition)["CLINIC_TOPIC_PARTITIONS"] == str(partitions), container
+    config = k8s_object("ConfigMap", "clinic-config")["data"]
+    assert config["CLINIC_TOPIC_PARTITIONS"] == str(partitions)
+
+
+# ============================================================================================
+# deploy/k8s
+# ============================================================================================
+
+
+def test_every_k8s_manifest_parses_and_names_its_objects() -> None:
+    manifests = sorted(K8S_DIR.glob("*.yaml"))
+    assert manifests
+    for path in manifests:
+        documents = load_documents(path)
+        assert documents, f"{path.name} is empty"
+        for document in documents:
+            for field in ("apiVersion", "kind"):
+                assert document.get(field), f"{path.name}: no {field}"
+            assert document.get("metadata", {}).get("name"), f"{path.name}: no metadata.name"
+
+
+def test_the_kustomization_lists_every_manifest_but_the_secret_template() -> None:
+    resources = kustomization()["resources"]
+    assert len(resources) == len(set(resources))
+    for resource in resources:
+        assert (K8S_DIR / resource).is_file(), f"{resource} does not exist"
+    manifests = {p.name for p in K8S_DIR.glob("*.yaml")} - {KUSTOMIZATION.name}
+    assert set(resources) == manifests - {SECRET_TEMPLATE.name}
+    assert SECRET_TEMPLATE.name not in resources
+    namespaces = [d["metadata"]["name"] for d in k8s_documents() if d["kind"] == "Namespace"]
+    assert namespaces == [kustomization()["namespace"]]
+    images = {c["image"] for _, c in k8s_containers()}
+    assert {i["name"] for i in kustomization().get("images", [])} <= images
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_runs_migrations_api_consumer_and_relay(service: str) -> None:
+    migrate = k8s_object("Job", f"{service}-migrate")
+    (container,) = pod_spec(migrate)["containers"]
+    assert container["args"] == ["migrate"]
+    assert pod_spec(migrate)["restartPolicy"] == "Never"
+
+    for component in ("api", "consumer", "relay"):
+        deployment = k8s_object("Deployment", f"{service}-{component}")
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        (container,) = pod_spec(deployment)["containers"]
+        assert container["args"] == [component]
+        resources = container["resources"]
+        assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+        assert resources["limits"]["memory"]
+
+    api = k8s_object("Deployment", f"{service}-api")
+    assert api["spec"]["replicas"] == 2
+    (container,) = pod_spec(api)["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    service_object = k8s_object("Service", service)
+    pod_labels = api["spec"]["template"]["metadata"]["labels"]
+    assert service_object["spec"]["selector"].items() <= pod_labels.items()
+    for workload, _ in k8s_containers():
+        if workload is not api and workload["kind"] == "Deployment":
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert not service_object["spec"]["selector"].items() <= labels.items(), (
+                f"Service {service} also selects {workload['metadata']['name']}"
+            )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_api_ports_and_probes_use_the_settings_port(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = k8s_object("Deployment", f"{service}-api")
+    (container,) = pod_spec(api)["containers"]
+    env = {k: s.resolve() for k, s in k8s_env(container).items()}
+    image = {k: v for k, v in image_env(service).items() if k in allowed_env_names(service)}
+    settings = load_service_settings(service, image | env, monkeypatch)
+    assert settings.http_host == "0.0.0.0"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if probe in container:
+            port = container[probe]["httpGet"]["port"]
+            assert container_port(container, port) == settings.http_port, probe
+    (service_port,) = k8s_object("Service", service)["spec"]["ports"]
+    assert service_port["port"] == settings.http_port
+    assert container_port(container, service_port["targetPort"]) == settings.http_port
+
+
+def test_every_k8s_command_is_accepted_by_the_service_cli() -> None:
+    checked = 0
+    for workload, container in k8s_containers():
+        match = SERVICE_IMAGE.fullmatch(container["image"])
+        if match is None:
+            assert KAFKA_IMAGE.fullmatch(container["image"]), container["image"]
+            continue
+        name = f"{workload['metadata']['name']}/{container['name']}"
+        assert "command" not in container, f"{name}: keep the image's ENTRYPOINT"
+        assert container.get("args"), f"{name}: give the command explicitly"
+        assert cli_accepts(match["service"], container["args"]), f"{name}: {container['args']}"
+        checked += 1
+    assert checked == 4 * len(SERVICES)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_environment_names_are_settings_fields(service: str) -> None:
+    for workload, container in k8s_containers_of(service):
+        unknown = unknown_env_names(service, set(k8s_env(container)))
+        assert not unknown, f"{workload['metadata']['name']}: not a setting of {service}: {unknown}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_environment_loads_into_the_service_settings(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for workload, container in k8s_containers_of(service):
+        env = {k: s.resolve() for k, s in k8s_env(container).items()}
+        settings = load_service_settings(service, env, monkeypatch)
+        name = workload["metadata"]["name"]
+        assert settings.database_url.startswith("postgresql+asyncpg://"), name
+        assert settings.common.kafka_bootstrap_servers != "127.0.0.1:9092", name
+        if container["args"] == ["api"]:
+            assert settings.jwt_secret, name
+
+
+# ============================================================================================
+# Secrets
+# ============================================================================================
+
+
+def test_compose_takes_every_secret_from_the_operators_environment() -> None:
+    for name, definition in compose_services().items():
+        for variable, value in compose_env(definition).items():
+            if SECRET_NAME.search(variable):
+                assert is_required_variable(value), (
+                    f"{name}: {variable} is a literal or has a default"
+                )
+            for match in URL_PASSWORD.finditer(value):
+                assert is_required_variable(match["password"]), f"{name}: password in {variable}"
+
+
+def test_k8s_takes_every_secret_from_the_secret() -> None:
+    for workload, container in k8s_containers():
+        for variable, source in k8s_env(container).items():
+            secret_like = SECRET_NAME.search(variable) or variable.endswith("_DATABASE_URL")
+            if secret_like:
+                assert source.kind == "secret" and source.name == K8S_SECRET, (
+                    f"{workload['metadata']['name']}: {variable} from {source.kind}"
+                )
+                assert source.key in secret_template(), f"{source.key} missing in the template"
+            elif source.kind == "value":
+                assert not URL_PASSWORD.search(source.value), variable
+    for document in k8s_documents():
+        assert document["kind"] != "Secret", "a Secret with values is listed in kustomization"
+        if document["kind"] == "ConfigMap":
+            for key, value in document["data"].items():
+                assert not SECRET_NAME.search(key) and not URL_PASSWORD.search(str(value)), key
+
+
+def test_the_secret_template_holds_only_placeholders() -> None:
+    for key, value in secret_template().items():
+        assert SECRET_PLACEHOLDER in value, f"{key} in {SECRET_TEMPLATE.name} is not a placeholder"
+
+
+def test_no_deploy_file_holds_a_password_in_a_url() -> None:
+    files = [COMPOSE_FILE, POSTGRES_INIT, CREATE_TOPICS_SCRIPT, TOPICS_FILE]
+    files += [dockerfile_path(s) for s in SERVICES]
+    files += [p for p in K8S_DIR.glob("*.yaml") if p != SECRET_TEMPLATE]
+    for path in files:
+        for match in URL_PASSWORD.finditer(path.read_text()):
+            assert is_required_variable(match["password"]), f"{path.relative_to(REPO)}: {match[0]}"

@@ -1,0 +1,124 @@
+"""Real service processes on the real broker and PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from booking.entrypoints.cli import SERVICE_DIR as BOOKING_DIR
+from clinic_local._util import free_port
+from clinic_local.processes import ServiceProcess
+from clinic_shared import migrations
+from clinic_shared.auth import Role, issue_token
+from notify.entrypoints.cli import SERVICE_DIR as NOTIFY_DIR
+
+SECRET = "e2e-secret-0123456789-0123456789-0123456789"
+SERVICE_DIRS = {"booking": BOOKING_DIR, "notify": NOTIFY_DIR}
+
+
+@dataclass
+class System:
+    """Databases, settings and processes for booking and notify."""
+
+    env: dict[str, str]
+    urls: dict[str, str]
+    database_urls: dict[str, str]
+    log_dir: Path
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    def start(self, service: str, command: str, **extra_env: str) -> ServiceProcess:
+        process = ServiceProcess(service, command, {**self.env, **extra_env}, self.log_dir)
+        self.processes.append(process.start())
+        if command == "api":
+            process.wait_http(self.urls[service] + "/healthz")
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def headers(self, role: Role, subject: str | None = None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(SECRET, role, subject)}", **extra}
+
+
+def make_system(postgres_cluster, kafka_bootstrap: str, log_dir: Path, group: str = "") -> System:
+    env = {"CLINIC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CLINIC_JWT_SECRET": SECRET}
+    urls, database_urls = {}, {}
+    for service, service_dir in SERVICE_DIRS.items():
+        url = postgres_cluster.create_database(f"e2e_{service}_{uuid.uuid4().hex[:8]}")
+        migrations.upgrade(service_dir, url)
+        port = free_port()
+        prefix = service.upper()
+        env[f"{prefix}_DATABASE_URL"] = url
+        env[f"{prefix}_HTTP_PORT"] = str(port)
+        env[f"{prefix}_RELAY_POLL_INTERVAL_SECONDS"] = "0.2"
+        if group:
+            env[f"{prefix}_CONSUMER_GROUP"] = group
+        urls[service] = f"http://127.0.0.1:{port}"
+        database_urls[service] = url
+    return System(env, urls, database_urls, log_dir)
+
+
+@pytest.fixture(scope="module")
+def system(postgres_cluster, kafka_bootstrap, tmp_path_factory) -> Iterator[System]:
+    """booking api, notify api and notify consumer; each test starts the relays it needs."""
+    built = make_system(postgres_cluster, kafka_bootstrap, tmp_path_factory.mktemp("e2e-logs"))
+    try:
+        built.start("booking", "api")
+        built.start("notify", "api")
+        built.start("notify", "consumer")
+        yield built
+    finally:
+        built.stop_all()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    async def exists() -> bool:
+        return path.exists()
+
+    await eventually(exists, timeout, f"{path.name} written")
+
+
+PATIENT = {
+    "first_name": "Rowan",
+    "last_name": "Test",
+    "date_of_birth": "1985-05-17",
+    "email": "rowan.test@example.org",
+    "phone": "+15035550199",
+}
+
+
+async def register(client: httpx.AsyncClient, system: System, **headers: str) -> dict:
+    response = await client.post(
+        system.urls["booking"] + "/v1/patients",
+        json=PATIENT,
+        headers=system.headers(Role.SCHEDULER, **headers),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def notifications(client: httpx.AsyncClient, system: System, patient_id: str) -> list:
+    response = await client.get(
+        f"{system.urls['notify']}/v1/patients/{patient_id}/notifications",
+        headers=system.headers(Role.PATIENT, patient_id),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["notifications"]
