@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from clinic_local.kafka import KafkaBroker, ensure_topics_async
 from clinic_local.postgres import ExternalPostgres, PostgresCluster, to_raw_dsn
 
 
 async def _produce(bootstrap: str, topic: str, value: bytes) -> tuple[int, int]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         meta = await producer.send_and_wait(topic, value, key=b"chair-1")

@@ -56,8 +56,8 @@ async def run_idempotent(
         replay = await _replay(uow, scope, key, fingerprint)
         if replay is not None:
             return replay
-        status, body = await action(uow)
         try:
+            status, body = await action(uow)
             await uow.session.execute(
                 sa.insert(uow.tables.idempotency).values(
                     scope=scope,
@@ -70,14 +70,18 @@ async def run_idempotent(
             )
             await uow.commit()
             return JSONResponse(body, status_code=status)
-        except IntegrityError:
+        except (IntegrityError, ProblemError) as exc:
+            # Maybe a concurrent request with this key won the race (its change made ours fail,
+            # or its key row made ours clash): then answer as it did.
             await uow.rollback()
-    # Another request with this key committed first: answer as it did.
+            lost_race: Exception = exc
     async with uow_factory() as uow:
         replay = await _replay(uow, scope, key, fingerprint)
-    if replay is None:
-        raise ProblemError(409, "idempotency_conflict", "Concurrent request with this key")
-    return replay
+    if replay is not None:
+        return replay
+    if isinstance(lost_race, ProblemError):
+        raise lost_race
+    raise ProblemError(409, "idempotency_conflict", "Concurrent request with this key")
 
 
 async def _replay(

@@ -137,8 +137,14 @@ def _run_maven(version: str, output_dir: Path) -> None:
     if shutil.which("mvn") is None:
         raise KafkaLaunchError("`mvn` is not on PATH: Maven 3.8+ is needed to fetch Kafka")
     cmd = [
-        "mvn", "-q", "-B", "-f", str(POM_PATH), "dependency:copy-dependencies",
-        f"-DoutputDirectory={output_dir}", f"-Dkafka.version={version}",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM_PATH),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={output_dir}",
+        f"-Dkafka.version={version}",
     ]
     if _major(version) < 4:
         cmd.append("-Pkafka3")
@@ -166,11 +172,14 @@ async def ensure_topics_async(
         if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(name=t, num_partitions=partitions, replication_factor=replication_factor)
-             for t in missing]
+            [
+                NewTopic(name=t, num_partitions=partitions, replication_factor=replication_factor)
+                for t in missing
+            ]
         )
         failures = [
-            (err[0], err[1]) for err in response.topic_errors
+            (err[0], err[1])
+            for err in response.topic_errors
             if err[1] not in (0, _TOPIC_ALREADY_EXISTS)
         ]
         if failures:
@@ -273,8 +282,12 @@ class KafkaBroker:
         return loaded
 
     def _save_state(self) -> None:
-        state = {"cluster_id": self.cluster_id, "port": self.port,
-                 "controller_port": self.controller_port, "version": self.version}
+        state = {
+            "cluster_id": self.cluster_id,
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "version": self.version,
+        }
         (self.data_dir / _STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
     # ---- configuration
@@ -284,7 +297,7 @@ class KafkaBroker:
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
-                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -325,14 +338,29 @@ class KafkaBroker:
         java = shutil.which("java")
         if java is None:
             raise KafkaLaunchError("`java` is not on PATH: Java 17+ is needed to run Kafka")
-        return [java, *JVM_OPTS, *logging_flags, f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
-                "-cp", f"{libs}/*", *args]
+        return [
+            java,
+            *JVM_OPTS,
+            *logging_flags,
+            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+            "-cp",
+            f"{libs}/*",
+            *args,
+        ]
 
     def _format_storage(self, libs: Path, logging_flags: list[str]) -> None:
         if (self.log_dirs / "meta.properties").is_file():
             return
-        cmd = self._java(libs, logging_flags, "kafka.tools.StorageTool", "format",
-                         "-t", self.cluster_id, "-c", str(self.properties_file))
+        cmd = self._java(
+            libs,
+            logging_flags,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self.cluster_id,
+            "-c",
+            str(self.properties_file),
+        )
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise KafkaLaunchError(
@@ -354,8 +382,12 @@ class KafkaBroker:
             out.write(f"\n==== starting Kafka {self.version} at {time.ctime()}\n".encode())
             out.flush()
             self._proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.data_dir, start_new_session=True,
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.data_dir,
+                start_new_session=True,
             )
         self._wait_ready(deadline)
 
@@ -438,3 +470,18 @@ class KafkaBroker:
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         return f"KafkaBroker({self.bootstrap_servers}, {self.version}, {state}, {self.data_dir})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m clinic_local.kafka fetch`: download the broker's jars into the cache once."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m clinic_local.kafka")
+    parser.add_argument("command", choices=["fetch"])
+    parser.add_argument("--version", default=DEFAULT_KAFKA_VERSION)
+    args = parser.parse_args(argv)
+    print(f"Kafka {args.version} jars in {ensure_jars(args.version)}")
+
+
+if __name__ == "__main__":
+    main()

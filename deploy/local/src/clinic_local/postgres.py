@@ -64,8 +64,10 @@ def find_pg_bin(install: bool = True) -> Path:
             "CLINIC_TEST_POSTGRES_DSN to an existing server"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"],
-                ["apt-get", "install", "-y", "postgresql", "postgresql-contrib"]):
+    for cmd in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "postgresql", "postgresql-contrib"],
+    ):
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if result.returncode != 0:
             raise PostgresLaunchError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
@@ -150,9 +152,7 @@ class _DatabaseApi:
     def dsn(self, dbname: str = "postgres") -> str:
         return to_sqlalchemy(self.raw_dsn(dbname))
 
-    def create_database(
-        self, name: str, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
-    ) -> str:
+    def create_database(self, name: str, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS) -> str:
         """Drop-if-exists, create, add ``extensions``; return the SQLAlchemy (asyncpg) DSN."""
         run_sync(create_database_async(self.raw_dsn("postgres"), name, extensions))
         return self.dsn(name)
@@ -228,8 +228,7 @@ class PostgresCluster(_DatabaseApi):
         if self.bin_dir is None:
             self.bin_dir = find_pg_bin()
         cmd = self._as_owner([str(self.bin_dir / program), *args])
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.base_dir,
-                                check=False)
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.base_dir, check=False)
         if check and result.returncode != 0:
             raise PostgresLaunchError(
                 f"{program} {' '.join(args)} failed ({result.returncode}):\n"
@@ -251,10 +250,21 @@ class PostgresCluster(_DatabaseApi):
     def _initdb(self) -> None:
         self.socket_dir.mkdir(exist_ok=True)
         self._give_to_postgres_user()
-        self._pg("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
-                 "--encoding=UTF8", "--no-sync")
-        settings = {**SERVER_SETTINGS, "port": str(self.port),
-                    "unix_socket_directories": f"'{self.socket_dir}'"}
+        self._pg(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
+        settings = {
+            **SERVER_SETTINGS,
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.socket_dir}'",
+        }
         conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
         with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as handle:
             handle.write("\n# clinic_local\n" + conf)
@@ -266,8 +276,17 @@ class PostgresCluster(_DatabaseApi):
             return
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb()
-        self._pg("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
-                 "-w", "-t", str(int(timeout)), "start")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        )
         self._running = True
 
     def stop(self, timeout: float = 60) -> None:
@@ -290,8 +309,18 @@ class PostgresCluster(_DatabaseApi):
         if not (self.data_dir / "postmaster.pid").is_file():
             self._running = False
             return
-        self._pg("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(int(timeout)),
-                 "stop", check=False)
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "stop",
+            check=False,
+        )
         self._running = False
 
     def cleanup(self) -> None:

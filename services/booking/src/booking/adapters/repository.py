@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from booking.adapters.orm import PatientRow
@@ -13,11 +14,21 @@ from booking.domain.model import Patient, RegisteredBy
 PATIENT = PatientRow.__table__
 
 
+class DuplicatePatient(Exception):
+    """A patient with this id was stored first, possibly by a concurrent request."""
+
+
 class PatientRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def add(self, patient: Patient) -> None:
+        try:
+            await self._insert(patient)
+        except IntegrityError as exc:
+            raise DuplicatePatient(str(patient.id)) from exc
+
+    async def _insert(self, patient: Patient) -> None:
         await self._session.execute(
             sa.insert(PATIENT).values(
                 id=patient.id,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
-from booking.adapters.repository import PatientRepository
+from booking.adapters.repository import DuplicatePatient, PatientRepository
 from booking.domain.model import Patient, RegisteredBy
 from booking.service_layer.integration import publish_domain_events
 from clinic_shared.uow import SqlUnitOfWork
@@ -42,7 +42,10 @@ async def register_patient(cmd: RegisterPatient, uow: SqlUnitOfWork) -> Patient:
         registered_by=cmd.registered_by,
         now=uow.clock.now(),
     )
-    await patients.add(patient)
+    try:
+        await patients.add(patient)
+    except DuplicatePatient as exc:  # a concurrent registration of the same id won
+        raise PatientAlreadyExists(str(cmd.patient_id)) from exc
     await publish_domain_events(uow, patient.events)
     return patient
 
