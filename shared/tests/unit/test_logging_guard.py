@@ -1,5 +1,7 @@
 import json
+import logging
 
+import pytest
 import structlog
 
 from clinic_shared.logging import REDACTED, configure_logging, phi_guard, scrub_text
@@ -41,7 +43,17 @@ def test_nested_values_are_guarded_too():
     assert out["body"] == {"phone": REDACTED, "id": "a"}
 
 
-def test_configured_logs_are_json_with_the_guard_applied(capsys):
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers, root.level = handlers, level
+
+
+def test_configured_logs_are_json_with_the_guard_applied(capsys, restore_logging):
     configure_logging("test-service", "INFO", json=True)
     structlog.get_logger().info("hello", last_name="Doe", appointment_id="a1")
     line = capsys.readouterr().out.strip().splitlines()[-1]
