@@ -41,9 +41,12 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> No
     sub.add_parser("api", help="serve the HTTP API")
     sub.add_parser("consumer", help="apply events from Kafka (inbox)")
     sub.add_parser("relay", help="publish the outbox to Kafka")
-    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate = sub.add_parser("migrate", help="upgrade the database (to head by default)")
     migrate.add_argument("revision", nargs="?", default="head")
-    sub.add_parser("seed", help="load the demo clinic's data (idempotent)")
+    downgrade = sub.add_parser("downgrade", help="downgrade the database to a revision")
+    downgrade.add_argument("revision", help="target revision, e.g. -1 or base")
+    if definition.seed is not None:
+        sub.add_parser("seed", help="load the demo clinic's data (idempotent)")
     args = parser.parse_args(argv)
 
     settings = definition.load_settings()
@@ -54,6 +57,8 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> No
         _serve(definition, settings)
     elif args.command == "migrate":
         migrations.upgrade(definition.service_dir, settings.database_url, args.revision)
+    elif args.command == "downgrade":
+        migrations.downgrade(definition.service_dir, settings.database_url, args.revision)
     else:
         asyncio.run(_run_worker(definition, settings, args.command))
 
