@@ -36,7 +36,8 @@ from clinic_shared.contracts.booking import PatientRegistered
 from clinic_shared.db import create_engine, session_factory
 from clinic_shared.kafka import ensure_topics, make_consumer, make_producer
 from clinic_shared.relay import OutboxRelay
-from clinic_shared.tables import OUTBOX_LANES, infra_tables
+from clinic_shared.tables import infra_tables
+from clinic_shared.testing import create_schema
 from clinic_shared.uow import UnitOfWorkFactory
 
 RESULTS = Path(__file__).parent / "results" / "delivery_latency.json"
@@ -70,11 +71,7 @@ async def measure(bootstrap: str, url: str, runs: int) -> dict:
     metadata = sa.MetaData()
     tables = infra_tables(metadata)
     engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.execute(
-            sa.insert(tables.outbox_lane), [{"lane": n} for n in range(OUTBOX_LANES)]
-        )
+    await create_schema(engine, metadata, tables)
     uow_factory = UnitOfWorkFactory(
         session_factory(engine), tables, "booking", SystemClock(), "postgresql", topic=ours_topic
     )

@@ -18,7 +18,7 @@ from clinic_shared import migrations
 from clinic_shared.auth import Role, issue_token
 from clinic_shared.clock import FakeClock, SystemClock
 from clinic_shared.kafka import make_consumer
-from clinic_shared.tables import InfraTables
+from clinic_shared.tables import OUTBOX_LANES, InfraTables
 
 __all__ = [
     "FakeClock",
@@ -26,6 +26,7 @@ __all__ = [
     "api_client",
     "bearer",
     "count_rows",
+    "create_schema",
     "migrate",
     "read_topic",
 ]
@@ -49,6 +50,14 @@ async def count_rows(engine: AsyncEngine, table: str | sa.Table) -> int:
     async with engine.connect() as conn:
         query = sa.select(sa.func.count()).select_from(target)
         return int((await conn.execute(query)).scalar_one())
+
+
+async def create_schema(engine: AsyncEngine, metadata: sa.MetaData, tables: InfraTables) -> None:
+    """Create `metadata`'s tables without migrations and open the outbox lanes."""
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        lanes = [{"lane": n} for n in range(OUTBOX_LANES)]
+        await conn.execute(sa.insert(tables.outbox_lane), lanes)
 
 
 async def outbox_rows(engine: AsyncEngine, tables: InfraTables) -> list[dict[str, Any]]:

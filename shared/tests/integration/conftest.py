@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clinic_shared.clock import SystemClock
 from clinic_shared.db import create_engine, session_factory
 from clinic_shared.kafka import ensure_topics
-from clinic_shared.tables import OUTBOX_LANES, InfraTables, infra_tables
+from clinic_shared.tables import InfraTables, infra_tables
+from clinic_shared.testing import create_schema
 from clinic_shared.uow import UnitOfWorkFactory
 
 
@@ -51,11 +52,7 @@ def _metadata() -> tuple[sa.MetaData, InfraTables, sa.Table]:
 async def make_service_db(url: str, topic: str) -> ServiceDb:
     metadata, tables, effect = _metadata()
     engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.execute(
-            sa.insert(tables.outbox_lane), [{"lane": n} for n in range(OUTBOX_LANES)]
-        )
+    await create_schema(engine, metadata, tables)
     factory = UnitOfWorkFactory(
         sessions=session_factory(engine),
         tables=tables,

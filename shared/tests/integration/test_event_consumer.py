@@ -16,6 +16,7 @@ from clinic_shared.consumer import EventConsumer, PermanentFailure
 from clinic_shared.contracts.booking import PatientRegistered
 from clinic_shared.envelope import Envelope, to_kafka
 from clinic_shared.kafka import dead_letter_topic, ensure_topics, make_consumer, make_producer
+from clinic_shared.logging import correlation_id_var
 from clinic_shared.testing import read_topic
 
 from .conftest import ServiceDb, wait_until
@@ -254,3 +255,33 @@ async def test_a_failed_handler_leaves_no_partial_state_behind(
         inbox = service_db.tables.inbox
         count = (await conn.execute(sa.select(sa.func.count()).select_from(inbox))).scalar_one()
     assert count == 0  # the inbox row rolled back with the handler's writes
+
+
+async def test_the_correlation_id_travels_from_the_headers_into_the_handler_and_its_events(
+    service_db: ServiceDb, kafka_bootstrap: str
+):
+    seen: dict[str, str | None] = {}
+
+    async def handler(event, context, uow) -> None:
+        seen["correlation"] = correlation_id_var.get()
+        follow_up = await uow.publish(event)  # an event caused by this one
+        seen["outbox_correlation"] = follow_up.correlation_id
+        seen["outbox_causation"] = follow_up.causation_id
+
+    event = PatientRegistered(
+        patient_id=uuid4(), registered_at=datetime.now(UTC), registered_by="staff"
+    )
+    envelope = Envelope.wrap(event, occurred_at=datetime.now(UTC), correlation_id="corr-42")
+    await _produce(kafka_bootstrap, service_db.topic, [to_kafka(envelope)])
+    async with Running(service_db, kafka_bootstrap, handler) as running:
+
+        async def applied() -> bool:
+            return running.consumer.applied == 1
+
+        await wait_until(applied)
+    assert seen == {
+        "correlation": "corr-42",
+        "outbox_correlation": "corr-42",
+        "outbox_causation": envelope.event_id,
+    }
+    assert correlation_id_var.get() is None  # nothing leaks into the next message

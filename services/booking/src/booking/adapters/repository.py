@@ -50,16 +50,8 @@ class PatientRepository:
         )
         if row is None:
             return None
-        return Patient(
-            id=row["id"],
-            first_name=row["first_name"],
-            last_name=row["last_name"],
-            date_of_birth=row["date_of_birth"],
-            email=row["email"],
-            phone=row["phone"],
-            registered_at=row["registered_at"],
-            registered_by=RegisteredBy(row["registered_by"]),
-        )
+        fields = dict(row)
+        return Patient(**fields | {"registered_by": RegisteredBy(fields["registered_by"])})
 
     async def exists(self, patient_id: UUID) -> bool:
         found = await self._session.execute(

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from booking.bootstrap import bootstrap
-from booking.domain.model import InvalidPatient, RegisteredBy
+from booking.domain.model import InvalidPatient, Patient, RegisteredBy
 from booking.entrypoints.schemas import PatientIn, PatientOut
 from booking.service_layer import handlers
 from clinic_shared.auth import (
@@ -96,14 +96,5 @@ def _patient_id_from_token(principal: Principal) -> UUID:
         ) from exc
 
 
-def _patient_out(patient: Any) -> dict[str, Any]:
-    return PatientOut(
-        id=patient.id,
-        first_name=patient.first_name,
-        last_name=patient.last_name,
-        date_of_birth=patient.date_of_birth,
-        email=patient.email,
-        phone=patient.phone,
-        registered_at=patient.registered_at,
-        registered_by=patient.registered_by.value,
-    ).model_dump(mode="json")
+def _patient_out(patient: Patient) -> dict[str, Any]:
+    return PatientOut.model_validate(patient, from_attributes=True).model_dump(mode="json")
