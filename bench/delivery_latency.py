@@ -107,7 +107,6 @@ async def measure(bootstrap: str, url: str, runs: int) -> dict:
         producer_name="booking",
         clock=SystemClock(),
         poll_interval=1.0,
-        database_url=url,
     )
     bare = BareRelay(bootstrap, bare_a, bare_b, suffix)
     for client in (relay_producer, dlt, kafka_consumer):

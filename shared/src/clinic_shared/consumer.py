@@ -15,7 +15,6 @@ for partitions this consumer still owns. A duplicate finds its inbox row and is 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -115,7 +114,6 @@ class EventConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
         self._processed: dict[TopicPartition, int] = {}
-        self.last_poll_monotonic = time.monotonic()
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -128,7 +126,6 @@ class EventConsumer:
             batch = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_records
             )
-            self.last_poll_monotonic = time.monotonic()
             for tp, records in batch.items():
                 await self._process_partition(tp, records, stop)
                 await self.commit_processed([tp])

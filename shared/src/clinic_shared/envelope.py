@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -44,8 +44,6 @@ class Envelope:
     payload: dict[str, Any]
     correlation_id: str | None = None
     causation_id: str | None = None
-    subject: str | None = None
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def wrap(
@@ -67,7 +65,6 @@ class Envelope:
             payload=event.model_dump(mode="json"),
             correlation_id=correlation_id,
             causation_id=causation_id,
-            subject=key,
         )
 
 
@@ -84,16 +81,14 @@ def to_kafka(envelope: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]
         "time": envelope.occurred_at.astimezone(UTC),
         "datacontenttype": "application/json",
         "partitionkey": envelope.key,
+        "subject": envelope.key,
     }
-    if envelope.subject:
-        attributes["subject"] = envelope.subject
     if envelope.correlation_id:
         attributes["correlationid"] = envelope.correlation_id
     if envelope.causation_id:
         attributes["causationid"] = envelope.causation_id
     message = to_binary_event(CloudEvent(attributes=attributes, data=envelope.payload))
     headers = [(n, v) for n, v in message.headers.items() if n != "ce_partitionkey"]
-    headers.extend((k, v.encode()) for k, v in envelope.extra_headers.items())
     key = message.key if isinstance(message.key, bytes) else str(message.key).encode()
     return key, message.value, headers
 
@@ -130,5 +125,4 @@ def from_kafka(
         payload=data,
         correlation_id=event.get_extension("correlationid"),
         causation_id=event.get_extension("causationid"),
-        subject=event.get_subject(),
     )

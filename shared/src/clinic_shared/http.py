@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -123,7 +123,6 @@ def create_service_app(
     infra: Infrastructure,
     title: str,
     description: str,
-    extra_readiness: dict[str, Callable[[], Awaitable[bool]]] | None = None,
 ) -> FastAPI:
     """A service's FastAPI app with everything but its own routes."""
     service = settings.service_name
@@ -151,8 +150,6 @@ def create_service_app(
     @app.get("/readyz", tags=["operations"], response_model=None)
     async def readyz() -> JSONResponse:
         checks = {"database": await _database_ready(engine), "kafka": await probe.check()}
-        for name, check in (extra_readiness or {}).items():
-            checks[name] = await check()
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         return problem_response(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,7 +40,6 @@ class OutboxRelay:
         clock: Clock,
         batch_size: int = 200,
         poll_interval: float = 0.5,
-        database_url: str | None = None,
     ) -> None:
         self._engine = engine
         self._tables = tables
@@ -50,17 +48,15 @@ class OutboxRelay:
         self._clock = clock
         self._batch_size = batch_size
         self._poll_interval = poll_interval
-        self._database_url = database_url
         self._wake = asyncio.Event()
         self.published = 0
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = await self._listen()
         try:
             while not stop.is_set():
+                # Cleared before draining, so a NOTIFY arriving during the pass is not lost.
+                self._wake.clear()
                 try:
                     while await self.drain_once():
                         if stop.is_set():
@@ -70,7 +66,6 @@ class OutboxRelay:
                     await _wait_any(stop, None, 1.0)
                     continue
                 await _wait_any(stop, self._wake, self._poll_interval)
-                self._wake.clear()
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):
@@ -78,12 +73,13 @@ class OutboxRelay:
 
     async def _listen(self) -> Any:
         """On PostgreSQL, wake on NOTIFY from committing transactions instead of polling."""
-        if self._engine.dialect.name != "postgresql" or not self._database_url:
+        if self._engine.dialect.name != "postgresql":
             return None
         import asyncpg
 
+        url = self._engine.url.render_as_string(hide_password=False)
         try:
-            conn = await asyncpg.connect(raw_postgres_dsn(self._database_url))
+            conn = await asyncpg.connect(raw_postgres_dsn(url))
             await conn.add_listener(
                 outbox_channel(self._producer_name), lambda *_args: self._wake.set()
             )
@@ -157,25 +153,12 @@ class OutboxRelay:
                     payload=row["payload"],
                     correlation_id=row["correlation_id"],
                     causation_id=row["causation_id"],
-                    subject=row["message_key"],
                 )
             )
             futures.append(
                 await self._producer.send(row["topic"], value=value, key=key, headers=headers)
             )
         await asyncio.gather(*futures)
-
-    async def prune_sent(self, older_than_seconds: float) -> int:
-        outbox = self._tables.outbox
-        cutoff = self._clock.now() - timedelta(seconds=older_than_seconds)
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sa.delete(outbox).where(
-                    outbox.c.sent_at.is_not(None),
-                    outbox.c.sent_at < cutoff,
-                )
-            )
-        return int(result.rowcount)
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,7 +32,6 @@ class Infrastructure:
     tables: InfraTables
     clock: Clock
     uow_factory: UnitOfWorkFactory
-    extras: dict[str, Any] = field(default_factory=dict)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -79,7 +77,6 @@ async def run_relay(
         clock=infra.clock,
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval_seconds,
-        database_url=settings.database_url,
     )
     log.info("outbox relay started")
     try:

@@ -48,7 +48,6 @@ async def _relay(db: ServiceDb, bootstrap: str, **kwargs) -> tuple[OutboxRelay, 
         producer=producer,
         producer_name="booking",
         clock=SystemClock(),
-        database_url=db.url,
         **kwargs,
     )
     return relay, (producer, engine)
