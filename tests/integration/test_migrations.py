@@ -49,6 +49,7 @@ INFRA_TABLES = frozenset({"outbox", "outbox_lane", "inbox", "idempotency_key"})
 KNOWN_ADDITIONS: dict[tuple[str, str], frozenset[str]] = {
     ("booking", "0001"): INFRA_TABLES,
     ("booking", "0002"): frozenset({"patient"}),
+    ("booking", "0003"): frozenset({"intake", "course", "hold", "appointment", "audit_entry"}),
     ("waitlist", "0001"): INFRA_TABLES,
     ("billing", "0001"): INFRA_TABLES,
     ("notify", "0001"): INFRA_TABLES,

@@ -15,6 +15,7 @@ from clinic_shared.contracts.registry import topic_for
 from clinic_shared.db import create_engine, session_factory
 from clinic_shared.kafka import ensure_topics, make_consumer, make_producer
 from clinic_shared.logging import get_logger
+from clinic_shared.policy import Policy, load_policy
 from clinic_shared.relay import OutboxRelay
 from clinic_shared.settings import ServiceSettings
 from clinic_shared.tables import InfraTables
@@ -32,6 +33,7 @@ class Infrastructure:
     tables: InfraTables
     clock: Clock
     uow_factory: UnitOfWorkFactory
+    policy: Policy
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -40,6 +42,7 @@ class Infrastructure:
 def build_infrastructure(
     settings: ServiceSettings, tables: InfraTables, clock: Clock | None = None
 ) -> Infrastructure:
+    policy = load_policy(settings.common.policy_file)  # a bad policy file stops start-up here
     engine = create_engine(settings.database_url)
     clock = clock or SystemClock()
     uow_factory = UnitOfWorkFactory(
@@ -48,8 +51,9 @@ def build_infrastructure(
         producer=settings.service_name,
         clock=clock,
         dialect=engine.dialect.name,
+        policy=policy,
     )
-    return Infrastructure(settings, engine, tables, clock, uow_factory)
+    return Infrastructure(settings, engine, tables, clock, uow_factory, policy)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -8,7 +8,7 @@ relays (NOTIFY is delivered only when the transaction commits).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,6 +20,7 @@ from clinic_shared.clock import Clock
 from clinic_shared.contracts.registry import topic_for
 from clinic_shared.envelope import Envelope, IntegrationEvent
 from clinic_shared.logging import causation_id_var, correlation_id_var
+from clinic_shared.policy import Policy, default_policy
 from clinic_shared.tables import InfraTables, lane_for
 
 
@@ -38,6 +39,8 @@ class UnitOfWorkFactory:
     dialect: str
     topic: str | None = None
     """Where this service's events go; the producer's topic unless a test names its own."""
+    policy: Policy = field(default_factory=default_policy)
+    """The clinic's rules, for handlers that apply them."""
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
@@ -48,6 +51,7 @@ class SqlUnitOfWork:
         self._factory = factory
         self.tables = factory.tables
         self.clock = factory.clock
+        self.policy = factory.policy
         self._published = 0
         self._session: AsyncSession | None = None
 

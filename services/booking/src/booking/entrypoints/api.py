@@ -10,9 +10,18 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from booking.bootstrap import bootstrap
-from booking.domain.model import InvalidPatient, Patient, RegisteredBy
-from booking.entrypoints.schemas import PatientIn, PatientOut
-from booking.service_layer import handlers
+from booking.domain.model import Intake, InvalidPatient, Medication, Patient, RegisteredBy
+from booking.entrypoints.calendar_api import answered, calendar_routes
+from booking.entrypoints.internal_api import internal_routes
+from booking.entrypoints.schemas import (
+    ClearanceIn,
+    IntakeIn,
+    IntakeOut,
+    MedicationIn,
+    PatientIn,
+    PatientOut,
+)
+from booking.service_layer import handlers, intake
 from clinic_shared.auth import (
     STAFF_ROLES,
     Principal,
@@ -84,7 +93,93 @@ def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI
             raise ProblemError(404, "not_found", "Not found")
         return _patient_out(patient)
 
+    @app.put("/v1/patients/{patient_id}/intake", response_model=IntakeOut, tags=["intake"])
+    async def submit_intake(
+        patient_id: UUID,
+        body: IntakeIn,
+        principal: Annotated[Principal, Depends(require_roles(Role.PATIENT, Role.CLINICIAN))],
+    ) -> dict[str, Any]:
+        ensure_patient_access(principal, patient_id)
+        blocking = uow_factory.policy.booking.screening_blocking_flags
+        unanswered = [flag for flag in blocking if flag not in body.screening]
+        if unanswered:
+            raise ProblemError(
+                422,
+                "screening_incomplete",
+                "Invalid request",
+                f"Answer every screening question: {unanswered}",
+                unanswered=unanswered,
+            )
+        command = intake.SubmitIntake(
+            patient_id=patient_id,
+            condition=body.condition,
+            screening=body.screening,
+            medications=[Medication(m.name, m.medication_class) for m in body.medications],
+            diagnosis_codes=body.diagnosis_codes,
+            treating_clinician=body.treating_clinician,
+        )
+        with answered():
+            async with uow_factory() as uow:
+                submitted = await intake.submit_intake(command, uow)
+                await uow.commit()
+        return _intake_out(submitted, blocking)
+
+    @app.get("/v1/patients/{patient_id}/intake", response_model=IntakeOut, tags=["intake"])
+    async def get_intake(
+        patient_id: UUID,
+        principal: Annotated[
+            Principal, Depends(require_roles(Role.PATIENT, Role.CLINICIAN, Role.ADMIN))
+        ],
+    ) -> dict[str, Any]:
+        ensure_patient_access(principal, patient_id)
+        with answered():
+            async with uow_factory() as uow:
+                found = await intake.get_intake(patient_id, uow)
+        return _intake_out(found, uow_factory.policy.booking.screening_blocking_flags)
+
+    @app.post(
+        "/v1/patients/{patient_id}/intake/clearance", response_model=IntakeOut, tags=["intake"]
+    )
+    async def clear_intake(
+        patient_id: UUID,
+        body: ClearanceIn,
+        principal: Annotated[Principal, Depends(require_roles(Role.CLINICIAN))],
+    ) -> dict[str, Any]:
+        command = intake.ClearIntake(
+            patient_id=patient_id,
+            diagnosis_confirmed=body.diagnosis_confirmed,
+            override_reason=body.override_reason,
+            clinician_id=principal.subject,
+        )
+        with answered():
+            async with uow_factory() as uow:
+                cleared = await intake.clear_intake(command, uow)
+                await uow.commit()
+        return _intake_out(cleared, uow_factory.policy.booking.screening_blocking_flags)
+
+    app.include_router(calendar_routes(uow_factory))
+    app.include_router(internal_routes(uow_factory))
     return app
+
+
+def _intake_out(found: Intake, blocking: list[str]) -> dict[str, Any]:
+    return IntakeOut(
+        patient_id=found.patient_id,
+        condition=found.condition,
+        screening=found.screening,
+        medications=[
+            MedicationIn(name=m.name, medication_class=m.medication_class)
+            for m in found.medications
+        ],
+        diagnosis_codes=found.diagnosis_codes,
+        treating_clinician=found.treating_clinician,
+        status=found.status.value,
+        blocking_flags=found.blocking_flags(blocking),
+        submitted_at=found.submitted_at,
+        cleared_at=found.cleared_at,
+        cleared_by=found.cleared_by,
+        override_reason=found.override_reason,
+    ).model_dump(mode="json", by_alias=True)
 
 
 def _patient_id_from_token(principal: Principal) -> UUID:

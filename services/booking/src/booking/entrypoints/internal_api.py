@@ -1,0 +1,59 @@
+"""Booking's internal API (service role only): what notify and billing may not learn from events.
+
+Contact details, the medication classes that drive reminders and the diagnosis codes a
+superbill lists stay in booking; other services ask here with a service token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends
+
+from booking.entrypoints.calendar_api import answered
+from booking.entrypoints.schemas import PatientContactOut
+from booking.service_layer import handlers, intake
+from booking.service_layer.errors import NotFound
+from clinic_shared.auth import Principal, Role, require_roles
+from clinic_shared.uow import UnitOfWorkFactory
+
+SERVICES_ONLY = require_roles(Role.SERVICE)
+
+
+def internal_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
+    router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+    @router.get("/patients/{patient_id}", response_model=PatientContactOut)
+    async def patient_contact(
+        patient_id: UUID, principal: Annotated[Principal, Depends(SERVICES_ONLY)]
+    ) -> dict[str, Any]:
+        with answered():
+            async with uow_factory() as uow:
+                patient = await handlers.get_patient(patient_id, uow)
+                if patient is None:
+                    raise NotFound("patient")
+                try:
+                    found = await intake.get_intake(patient_id, uow)
+                except NotFound:
+                    found = None
+        return PatientContactOut(
+            id=patient.id,
+            first_name=patient.first_name,
+            last_name=patient.last_name,
+            date_of_birth=patient.date_of_birth,
+            email=patient.email,
+            phone=patient.phone,
+            condition=found.condition if found else None,
+            medication_classes=sorted({m.medication_class for m in found.medications})
+            if found
+            else [],
+            diagnosis_codes=found.diagnosis_codes if found else [],
+        ).model_dump(mode="json")
+
+    @router.get("/clinic")
+    async def clinic(principal: Annotated[Principal, Depends(SERVICES_ONLY)]) -> dict[str, Any]:
+        """The clinic's and its providers' details, as superbills print them."""
+        return uow_factory.policy.clinic.model_dump(mode="json")
+
+    return router
