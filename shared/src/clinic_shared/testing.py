@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clinic_shared import migrations
 from clinic_shared.auth import Role, issue_token
 from clinic_shared.clock import FakeClock, SystemClock
+from clinic_shared.consumer import EventContext, Handler
+from clinic_shared.contracts.registry import parse_payload, topic_for
+from clinic_shared.envelope import Envelope
 from clinic_shared.kafka import make_consumer
 from clinic_shared.tables import OUTBOX_LANES, InfraTables
+from clinic_shared.uow import UnitOfWorkFactory
 
 __all__ = [
     "FakeClock",
     "SystemClock",
     "api_client",
+    "apply_once",
     "bearer",
     "count_rows",
     "create_schema",
@@ -58,6 +64,25 @@ async def create_schema(engine: AsyncEngine, metadata: sa.MetaData, tables: Infr
         await conn.run_sync(metadata.create_all)
         lanes = [{"lane": n} for n in range(OUTBOX_LANES)]
         await conn.execute(sa.insert(tables.outbox_lane), lanes)
+
+
+async def apply_once(
+    uow_factory: UnitOfWorkFactory,
+    envelope: Envelope,
+    handlers: Mapping[str, Handler],
+    consumer: str,
+) -> bool:
+    """What the consumer does per message: claim the inbox, run the handler, commit.
+    False when the inbox already had the event (nothing applied)."""
+    handler = handlers[envelope.event_type]
+    event = parse_payload(envelope.event_type, envelope.payload)
+    context = EventContext(envelope, topic_for(envelope.producer), partition=0, offset=0)
+    async with uow_factory() as uow:
+        if not await uow.claim_inbox(consumer, envelope.event_id, envelope.event_type):
+            return False
+        await handler(event, context, uow)
+        await uow.commit()
+    return True
 
 
 async def outbox_rows(engine: AsyncEngine, tables: InfraTables) -> list[dict[str, Any]]:

@@ -22,11 +22,12 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
 import clinic_shared.contracts
-from clinic_shared.consumer import EventConsumer, EventContext
+from clinic_shared.consumer import EventConsumer
 from clinic_shared.contracts import booking as booking_events
-from clinic_shared.contracts.registry import parse_payload, topic_for
+from clinic_shared.contracts.registry import topic_for
 from clinic_shared.envelope import Envelope, to_kafka
 from clinic_shared.testing import FakeClock, api_client, bearer, count_rows, migrate
+from clinic_shared.testing import apply_once as shared_apply_once
 from clinic_shared.uow import UnitOfWorkFactory
 from notify.adapters.orm import INFRA, NotificationRow
 from notify.config import NotifySettings
@@ -87,16 +88,7 @@ def patient_registered(patient_id: uuid.UUID, registered_by: str = "patient") ->
 
 
 async def apply_once(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> bool:
-    """What the consumer does per message: claim the inbox, run the handler, commit."""
-    handler = EVENT_HANDLERS[envelope.event_type]
-    event = parse_payload(envelope.event_type, envelope.payload)
-    context = EventContext(envelope, topic_for(envelope.producer), partition=0, offset=0)
-    async with uow_factory() as uow:
-        if not await uow.claim_inbox(CONSUMER, envelope.event_id, envelope.event_type):
-            return False
-        await handler(event, context, uow)
-        await uow.commit()
-    return True
+    return await shared_apply_once(uow_factory, envelope, EVENT_HANDLERS, CONSUMER)
 
 
 # Applying events
