@@ -101,7 +101,7 @@ async def search_availability(
 
 
 async def get_course(
-    course_id: UUID, uow: SqlUnitOfWork, restrict_to: UUID | None
+    course_id: UUID, restrict_to: UUID | None, uow: SqlUnitOfWork
 ) -> tuple[Course, list[Appointment]]:
     calendar = calendar_of(uow)
     course = await calendar.get_course(course_id)
@@ -111,7 +111,7 @@ async def get_course(
 
 
 async def get_appointment(
-    appointment_id: UUID, uow: SqlUnitOfWork, restrict_to: UUID | None
+    appointment_id: UUID, restrict_to: UUID | None, uow: SqlUnitOfWork
 ) -> Appointment:
     appointment = await calendar_of(uow).get_appointment(appointment_id)
     return _visible(appointment, restrict_to)
