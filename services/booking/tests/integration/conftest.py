@@ -153,7 +153,6 @@ class Clinic:
             )
             return [dict(r) for r in rows.mappings()]
 
-
     @staticmethod
     def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict:
         return assert_problem(response, status, code)
@@ -205,3 +204,9 @@ async def make_clinic(
 async def clinic(database_url: str, jwt_secret: str) -> AsyncIterator[Clinic]:
     async for built in make_clinic(database_url, jwt_secret):
         yield built
+
+
+@pytest.fixture
+def clinic_factory() -> Any:
+    """`make_clinic` for tests that need their own policy file."""
+    return make_clinic

@@ -136,8 +136,12 @@ async def test_course_rules_refuse_with_the_reason_and_book_nothing(clinic):
         (mood, "maintenance", ["2026-11-23T17:00:00-08:00"], "outside_opening_hours"),
         (mood, "maintenance", ["2026-11-22T10:00:00-08:00"], "outside_opening_hours"),
         (mood, "maintenance", ["2026-11-19T10:00:00-08:00"], "slot_in_past"),
-        (mood, "mood_booster", ["2026-11-23T09:00:00-08:00", "2026-11-26T09:00:00-08:00"],
-         "gap_too_long"),
+        (
+            mood,
+            "mood_booster",
+            ["2026-11-23T09:00:00-08:00", "2026-11-26T09:00:00-08:00"],
+            "gap_too_long",
+        ),
     ]
     for patient, protocol, starts, code in cases:
         response = await clinic.book(patient, protocol, starts)
@@ -154,10 +158,20 @@ async def test_every_protocol_books_when_its_rule_is_met(clinic):
     cases = [
         (pain, "pain_induction", five_days, "chair-2", 330),
         (mood, "mood_induction", clinic.MOOD_COURSE, "chair-1", 90),
-        (mood, "mood_booster", ["2026-12-07T09:00:00-08:00", "2026-12-09T09:00:00-08:00"],
-         "chair-3", 90),
-        (pain, "pain_booster", ["2026-12-07T08:00:00-08:00", "2026-12-10T08:00:00-08:00"],
-         "chair-4", 330),
+        (
+            mood,
+            "mood_booster",
+            ["2026-12-07T09:00:00-08:00", "2026-12-09T09:00:00-08:00"],
+            "chair-3",
+            90,
+        ),
+        (
+            pain,
+            "pain_booster",
+            ["2026-12-07T08:00:00-08:00", "2026-12-10T08:00:00-08:00"],
+            "chair-4",
+            330,
+        ),
         (pain, "maintenance", ["2026-12-14T08:00:00-08:00"], "chair-2", 330),
         (mood, "maintenance", ["2026-12-14T14:00:00-08:00"], "chair-1", 90),
         (mood, "info_consult", ["2026-11-23T12:00:00-08:00"], "office-1", 30),
@@ -254,8 +268,8 @@ async def test_availability_refuses_bad_windows_and_unknown_protocols(clinic):
     clinic.assert_problem(unknown, 422, "unknown_protocol")
     backwards = await clinic.client.get(
         "/v1/availability",
-        params=base | {"protocol": "maintenance", "from": "2026-12-10T00:00:00Z",
-                       "to": "2026-12-01T00:00:00Z"},
+        params=base
+        | {"protocol": "maintenance", "from": "2026-12-10T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
         headers=clinic.scheduler,
     )
     clinic.assert_problem(backwards, 422, "invalid_window")

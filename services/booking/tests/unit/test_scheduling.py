@@ -257,7 +257,9 @@ def test_pain_course_across_spring_forward_keeps_the_local_time_while_utc_shifts
     days = [date(2026, 3, 6) + timedelta(days=n) for n in range(5)]
     starts = [at(day, 8) for day in days]
     assert {start.hour for start in starts} == {16, 15}
-    assert len(validate("pain_induction", starts, policy=SEVEN_DAY_POLICY, now=NOW - timedelta(365)))
+    assert len(
+        validate("pain_induction", starts, policy=SEVEN_DAY_POLICY, now=NOW - timedelta(365))
+    )
 
 
 def test_pain_course_at_one_utc_time_across_a_clock_change_is_refused():
