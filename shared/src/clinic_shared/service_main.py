@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from clinic_shared import migrations
 from clinic_shared.consumer import Handler
 from clinic_shared.logging import configure_logging
+from clinic_shared.policy import PolicyError, load_policy
 from clinic_shared.runtime import (
     Infrastructure,
     install_stop_signals,
@@ -50,6 +52,10 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> No
     args = parser.parse_args(argv)
 
     settings = definition.load_settings()
+    try:
+        load_policy(settings.common.policy_file)
+    except PolicyError as exc:  # refuse to start on a policy the clinic did not mean
+        sys.exit(f"{definition.name}: {exc}")
     configure_logging(
         f"{definition.name}.{args.command}", settings.common.log_level, settings.common.log_json
     )

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ def assert_no_overlap(occupancies: list[dict[str, Any]]) -> None:
         by_resource.setdefault(row["resource_id"], []).append((row["start_at"], row["end_at"]))
     for resource, intervals in by_resource.items():
         intervals.sort()
-        for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+        for (_, end), (start, _) in pairwise(intervals):
             assert end <= start, f"overlap on {resource}"
 
 

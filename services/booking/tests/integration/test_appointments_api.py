@@ -63,10 +63,10 @@ async def test_one_second_later_is_late_and_needs_the_fee_acknowledged(clinic):
 
 
 async def test_the_rule_counts_elapsed_hours_across_the_daylight_saving_change(clinic):
-    # Monday 2026-11-02 09:00 PST comes 49 wall-clock hours after Saturday 09:00 PDT,
-    # because clocks fell back on Sunday 2026-11-01. Only elapsed time counts.
+    # Clocks fell back on Sunday 2026-11-01: 48 elapsed hours before Monday 09:00 PST is
+    # Saturday 10:00 PDT, which a wall-clock count would call 47 hours. Only elapsed time counts.
     clinic.clock.set(datetime(2026, 10, 20, 12, 0, tzinfo=UTC))
-    pid, on_time_id = await _booked_maintenance(clinic, "2026-11-02T09:00:00-08:00")
+    _, on_time_id = await _booked_maintenance(clinic, "2026-11-02T09:00:00-08:00")
     _, late_id = await _booked_maintenance(clinic, "2026-11-02T09:00:00-08:00", "chair-2")
     start = datetime(2026, 11, 2, 17, 0, tzinfo=UTC)
 

@@ -174,9 +174,10 @@ def test_options_are_in_ranking_order(scenario: Scenario):
 
 
 @PROPERTY_SETTINGS
-@given(scenarios(), st.integers(1, 30))
-def test_a_smaller_limit_returns_the_head_of_a_larger_one(scenario: Scenario, more: int):
-    assert scenario.search() == scenario.search(scenario.limit + more)[: scenario.limit]
+@given(scenarios())
+def test_stopping_early_never_drops_a_better_option(scenario: Scenario):
+    every_first_slot = 100_000
+    assert scenario.search() == scenario.search(every_first_slot)[: scenario.limit]
 
 
 def earliest_free_finish(scenario: Scenario) -> datetime | None:

@@ -513,6 +513,22 @@ def test_a_follow_up_infusion_keeps_its_time_on_another_chair_rather_than_its_ch
     assert [slot.resource_id for slot in best.slots] == ["chair-4", "chair-1"]
 
 
+def test_search_on_a_seven_day_clinic_never_proposes_four_mood_infusions_in_one_week():
+    options = search("mood_induction", policy=SEVEN_DAY_POLICY, limit=20)
+    assert options
+    for option in options:
+        weeks = [slot.start.astimezone(LA).isocalendar()[:2] for slot in option.slots]
+        assert max(weeks.count(week) for week in weeks) <= 3
+    assert local_times(options[0].slots) == [
+        "Mon 10-19 08:00",
+        "Wed 10-21 08:00",
+        "Fri 10-23 08:00",
+        "Mon 10-26 08:00",
+        "Wed 10-28 08:00",
+        "Fri 10-30 08:00",
+    ]
+
+
 def test_the_limit_is_respected_and_first_slots_are_distinct():
     for limit in (1, 3, 17):
         options = search("mood_induction", limit=limit)

@@ -395,7 +395,7 @@ class _DateFinder:
         self._grid = grid
         self._length = length
         self._last_day = last_day
-        self._min_gap = 1
+        self._min_gap = max(course.min_gap_days, 1)
         self._found: dict[tuple[date, time | None], tuple[date, ...] | None] = {}
         self._dead: set[tuple[date | None, int, date, int, time | None]] = set()
 
