@@ -170,13 +170,10 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
             window_from = calendar.parse_local_start(from_, zone) if from_ else None
             window_to = calendar.parse_local_start(to, zone) if to else None
         query = calendar.SearchAvailability(protocol, patient_id, window_from, window_to, limit)
-        options = await read(calendar.search_availability, query)
-        first_visit = bool(options) and any(
-            o.slots[0].end - o.slots[0].start > o.slots[-1].end - o.slots[-1].start for o in options
-        )
+        found = await read(calendar.search_availability, query)
         return {
             "protocol": protocol,
-            "first_visit": first_visit,
+            "first_visit": found.first_visit,
             "options": [
                 {
                     "slots": [
@@ -188,7 +185,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
                         for s in option.slots
                     ]
                 }
-                for option in options
+                for option in found.options
             ],
         }
 

@@ -61,9 +61,14 @@ class SearchAvailability:
     limit: int | None
 
 
-async def search_availability(
-    query: SearchAvailability, uow: SqlUnitOfWork
-) -> list[scheduling.CourseOption]:
+@dataclass(frozen=True)
+class Availability:
+    options: list[scheduling.CourseOption]
+    first_visit: bool
+    """Whether the first slot of each option is the patient's longer first visit."""
+
+
+async def search_availability(query: SearchAvailability, uow: SqlUnitOfWork) -> Availability:
     policy = uow.policy.booking
     protocol = _protocol(policy, query.protocol)
     now = uow.clock.now()
@@ -86,7 +91,7 @@ async def search_availability(
     calendar = calendar_of(uow)
     resources = policy.resource_ids(protocol.resource)
     busy = await calendar.busy(resources, window_from, window_to)
-    return scheduling.search_availability(
+    options = scheduling.search_availability(
         policy,
         uow.policy.clinic.tz,
         query.protocol,
@@ -98,6 +103,7 @@ async def search_availability(
         now,
         limit,
     )
+    return Availability(options, first_visit)
 
 
 async def get_course(
