@@ -103,6 +103,11 @@ class SlotIn(BaseModel):
         "exist or is ambiguous)"
     )
     chair_id: str = Field(min_length=1, max_length=32)
+    end: datetime | None = Field(
+        default=None,
+        description="Ignored: the end follows from the protocol and the patient's history. "
+        "Accepted so that an availability option can be posted back as it came.",
+    )
 
 
 class SlotOut(BaseModel):
