@@ -1,9 +1,10 @@
 """The deployment definitions, checked without Docker or a cluster.
 
 The service images (`services/<name>/Dockerfile`, `.dockerignore`), `docker-compose.yml`,
-`deploy/k8s/`, `deploy/topics/` and `deploy/postgres/` must agree with each other and with the
-code: the commands each service's command line accepts, the fields of its settings classes, the
-topics of `clinic_shared.contracts.registry` and the topics each consumer subscribes to.
+`deploy/k8s/`, `deploy/topics/`, `deploy/postgres/` and `deploy/policy/` must agree with each
+other and with the code: the commands each service's command line accepts, the fields of its
+settings classes, the topics of `clinic_shared.contracts.registry`, the topics each consumer
+subscribes to, and the clinic policy every process of every service reads from one file.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import functools
 import importlib
 import importlib.util
 import io
+import itertools
 import json
 import os
+import posixpath
 import re
 import shlex
+import shutil
 import subprocess
 import tomllib
 import typing
@@ -31,6 +35,7 @@ from pydantic import BaseModel
 
 from clinic_shared import service_main
 from clinic_shared.contracts.registry import TOPICS
+from clinic_shared.policy import PolicyError, load_policy
 from clinic_shared.settings import CommonSettings, ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +47,7 @@ SECRET_TEMPLATE = K8S_DIR / "secret.example.yaml"
 TOPICS_FILE = REPO / "deploy" / "topics" / "topics.yaml"
 CREATE_TOPICS_SCRIPT = REPO / "deploy" / "topics" / "create-topics.sh"
 POSTGRES_INIT = REPO / "deploy" / "postgres" / "init.sh"
+POLICY_DIR = REPO / "deploy" / "policy"
 
 SERVICES = tuple(TOPICS)
 SERVICE_IMAGE = re.compile(r"clinic/(?P<service>[a-z]+)(?::[\w.-]+)?")
@@ -51,6 +57,9 @@ URL_PASSWORD = re.compile(r"://[^/@\s:]+:(?P<password>\$\{[^}]*\}|[^@\s/]*)@")
 REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}")
 SECRET_PLACEHOLDER = "REPLACE_ME"
 K8S_SECRET = "clinic-secrets"
+K8S_POLICY_CONFIG_MAP = "clinic-policy"
+POLICY_FILE_ENV = "CLINIC_POLICY_FILE"
+PREPARE_LABEL = ("clinic/stage", "prepare")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 
 
@@ -335,6 +344,60 @@ def is_required_variable(value: str) -> bool:
     return REQUIRED_VARIABLE.fullmatch(value) is not None
 
 
+def compose_header() -> str:
+    """The comment the file starts with, where the operator's variables are documented."""
+    lines = COMPOSE_FILE.read_text().splitlines()
+    return "\n".join(line for line in itertools.takewhile(lambda x: x.startswith("#"), lines))
+
+
+@dataclasses.dataclass(frozen=True)
+class ComposeMount:
+    type: str  # "bind" (a host path) or "volume"
+    source: str  # variables substituted
+    target: str
+    read_only: bool
+    variables: frozenset[str]  # the variables the source is written with
+
+
+def compose_mounts(
+    definition: Mapping[str, Any], variables: Mapping[str, str]
+) -> list[ComposeMount]:
+    """The service's volumes, short (`source:target[:ro]`) or long syntax."""
+    mounts = []
+    for volume in definition.get("volumes") or []:
+        if isinstance(volume, str):
+            source, target, *mode = interpolate(volume, variables).split(":")
+            kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+            read_only = "ro" in (mode[0].split(",") if mode else [])
+            written = volume
+        else:
+            source = interpolate(str(volume.get("source", "")), variables)
+            target, kind = str(volume["target"]), str(volume["type"])
+            read_only = volume.get("read_only") is True
+            written = str(volume.get("source", ""))
+        names = frozenset(m["name"] for m in _VARIABLE.finditer(written))
+        mounts.append(ComposeMount(kind, source, target, read_only, names))
+    return mounts
+
+
+def compose_host_path(source: str) -> Path:
+    """Where a bind mount's source is: a relative path is relative to the compose file."""
+    path = Path(source).expanduser()
+    return (path if path.is_absolute() else COMPOSE_FILE.parent / path).resolve()
+
+
+def compose_policy_mount(
+    name: str, definition: Mapping[str, Any], variables: Mapping[str, str]
+) -> tuple[str, ComposeMount]:
+    """The path CLINIC_POLICY_FILE names in a compose service, and the mount that puts it there."""
+    env = {k: interpolate(v, variables) for k, v in compose_env(definition).items()}
+    path = env.get(POLICY_FILE_ENV)
+    assert path, f"{name}: no {POLICY_FILE_ENV}"
+    mounts = [m for m in compose_mounts(definition, variables) if m.target == path]
+    assert len(mounts) == 1, f"{name}: {POLICY_FILE_ENV}={path} is mounted {len(mounts)} times"
+    return path, mounts[0]
+
+
 # --- deploy/k8s -----------------------------------------------------------------------------
 
 
@@ -349,9 +412,45 @@ def kustomization() -> dict[str, Any]:
     return document
 
 
+def generator_file(entry: str) -> tuple[str, Path]:
+    """A `files` entry of a configMapGenerator, `[key=]path`: its key and its file. Kustomize
+    loads files from the kustomization's directory and below only."""
+    key, sep, path = entry.partition("=")
+    if not sep:
+        key, path = posixpath.basename(entry), entry
+    file = (K8S_DIR / path).resolve()
+    assert file.is_relative_to(K8S_DIR.resolve()), f"{entry}: outside {K8S_DIR.name}/"
+    return key, file
+
+
+@functools.cache
+def generated_config_maps() -> list[dict[str, Any]]:
+    """The ConfigMaps of the kustomization's configMapGenerator, as kustomize makes them, but
+    named without the content hash kustomize appends (and rewrites every reference to)."""
+    documents = []
+    for generator in kustomization().get("configMapGenerator", []):
+        unsupported = set(generator) - {"name", "files", "literals", "options"}
+        assert not unsupported, f"{generator['name']}: {sorted(unsupported)} not checked here"
+        data: dict[str, str] = {}
+        for entry in generator.get("files", []):
+            key, file = generator_file(entry)
+            assert file.is_file(), f"{generator['name']}: {entry}: no such file"
+            data[key] = file.read_text()
+        for literal in generator.get("literals", []):
+            key, _, value = literal.partition("=")
+            data[key] = value
+        labels = dict((generator.get("options") or {}).get("labels") or {})
+        metadata = {"name": generator["name"], "labels": labels}
+        documents.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        )
+    return documents
+
+
 @functools.cache
 def k8s_documents() -> list[dict[str, Any]]:
-    return [d for name in kustomization()["resources"] for d in load_documents(K8S_DIR / name)]
+    resources = [d for name in kustomization()["resources"] for d in load_documents(K8S_DIR / name)]
+    return resources + generated_config_maps()
 
 
 def k8s_object(kind: str, name: str) -> dict[str, Any]:
@@ -426,6 +525,46 @@ def k8s_env(container: Mapping[str, Any]) -> dict[str, EnvSource]:
     return env
 
 
+@dataclasses.dataclass(frozen=True)
+class MountedFile:
+    config_map: str
+    key: str
+    read_only: bool
+
+
+def k8s_mounted_files(
+    workload: Mapping[str, Any], container: Mapping[str, Any]
+) -> dict[str, MountedFile]:
+    """The files a container sees from ConfigMap volumes, by path (whole volumes, `items` and
+    `subPath`)."""
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    files: dict[str, MountedFile] = {}
+    for mount in container.get("volumeMounts", []):
+        assert mount["name"] in volumes, f"{container['name']}: no volume {mount['name']}"
+        source = volumes[mount["name"]].get("configMap")
+        if source is None:
+            continue
+        data = k8s_object("ConfigMap", source["name"])["data"]
+        paths = {i["path"]: i["key"] for i in source.get("items", [])} or {k: k for k in data}
+        for path, key in paths.items():
+            assert key in data, f"ConfigMap {source['name']} has no key {key}"
+            file = MountedFile(source["name"], key, mount.get("readOnly") is True)
+            if "subPath" not in mount:
+                files[posixpath.join(mount["mountPath"], path)] = file
+            elif mount["subPath"] == path:
+                files[mount["mountPath"]] = file
+    return files
+
+
+def k8s_config_maps_used(workload: Mapping[str, Any]) -> set[str]:
+    """The ConfigMaps a workload's pods need to start: env, envFrom and volumes."""
+    spec = pod_spec(workload)
+    names = {v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v}
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        names |= {s.name for s in k8s_env(container).values() if s.kind == "configMap"}
+    return names
+
+
 def container_port(container: Mapping[str, Any], port: int | str) -> int:
     if isinstance(port, int):
         return port
@@ -491,7 +630,7 @@ def consumed_topics(service: str) -> list[str]:
 # ============================================================================================
 
 
-def test_the_checks_reject_what_is_wrong() -> None:
+def test_the_checks_reject_what_is_wrong(tmp_path: Path) -> None:
     assert cli_accepts("booking", ["migrate", "head"])
     assert cli_accepts("booking", ["seed"])
     assert not cli_accepts("booking", ["migrat"])
@@ -531,6 +670,77 @@ def test_the_checks_reject_what_is_wrong() -> None:
         "a": (3, 1, {"x": "1", "y": "2"}),
         "b": (1, 3, {}),
     }
+
+    (short, named, long) = compose_mounts(
+        {
+            "volumes": [
+                "${P:-./deploy/policy/x.yaml}:/etc/clinic/policy.yaml:ro",
+                "data:/var/lib/data",
+                {"type": "bind", "source": "${P:-./a.yaml}", "target": "/b.yaml"},
+            ]
+        },
+        {"P": "/srv/p.yaml"},
+    )
+    assert short == ComposeMount("bind", "/srv/p.yaml", "/etc/clinic/policy.yaml", True, {"P"})
+    assert named == ComposeMount("volume", "data", "/var/lib/data", False, frozenset())
+    assert long == ComposeMount("bind", "/srv/p.yaml", "/b.yaml", False, {"P"})
+    assert compose_host_path("./deploy/policy/x.yaml") == POLICY_DIR / "x.yaml"
+    with pytest.raises(AssertionError, match="no CLINIC_POLICY_FILE"):
+        compose_policy_mount("x", {"environment": {}, "volumes": []}, {})
+    with pytest.raises(AssertionError, match="mounted 0 times"):
+        compose_policy_mount("x", {"environment": {POLICY_FILE_ENV: "/p.yaml"}}, {})
+
+    assert generator_file("policy.yaml=policy/x.yaml") == ("policy.yaml", K8S_DIR / "policy/x.yaml")
+    assert generator_file("policy/x.yaml") == ("x.yaml", K8S_DIR / "policy/x.yaml")
+    with pytest.raises(AssertionError, match="outside"):
+        generator_file("policy.yaml=../policy/x.yaml")
+    pod = {
+        "kind": "Deployment",
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [],
+                    "volumes": [
+                        {"name": "all", "configMap": {"name": "clinic-config"}},
+                        {
+                            "name": "one",
+                            "configMap": {
+                                "name": "clinic-config",
+                                "items": [{"key": "CLINIC_LOG_LEVEL", "path": "level"}],
+                            },
+                        },
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                }
+            }
+        },
+    }
+    files = k8s_mounted_files(
+        pod,
+        {
+            "name": "c",
+            "volumeMounts": [
+                {"name": "all", "mountPath": "/etc/a", "readOnly": True},
+                {"name": "one", "mountPath": "/etc/b"},
+                {"name": "one", "mountPath": "/level", "subPath": "level"},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        },
+    )
+    assert files["/etc/a/CLINIC_LOG_LEVEL"] == MountedFile(
+        "clinic-config", "CLINIC_LOG_LEVEL", True
+    )
+    assert files["/etc/b/level"] == files["/level"]
+    assert files["/level"] == MountedFile("clinic-config", "CLINIC_LOG_LEVEL", False)
+    assert "/etc/b/CLINIC_LOG_LEVEL" not in files and "/tmp" not in files
+    assert k8s_config_maps_used(pod) == {"clinic-config"}
+
+    bad_policy = tmp_path / "policy.yaml"
+    bad_policy.write_text("booking:\n  chairs: 0\n")
+    with pytest.raises(PolicyError, match=r"booking\.chairs"):
+        load_policy(bad_policy)
+    with pytest.raises(PolicyError, match="cannot be read"):
+        load_policy(tmp_path / "missing.yaml")
 
 
 def test_the_services_are_the_producers_of_the_topic_registry() -> None:
@@ -1064,6 +1274,173 @@ def test_k8s_environment_loads_into_the_service_settings(
         assert settings.common.kafka_bootstrap_servers != "127.0.0.1:9092", name
         if container["args"] == ["api"]:
             assert settings.jwt_secret, name
+
+
+# ============================================================================================
+# The clinic policy
+# ============================================================================================
+
+
+def test_the_policy_file_setting_is_a_common_setting() -> None:
+    field = POLICY_FILE_ENV.removeprefix("CLINIC_").lower()
+    assert POLICY_FILE_ENV == f"CLINIC_{field.upper()}"
+    assert field in CommonSettings.model_fields
+    for service in SERVICES:
+        assert POLICY_FILE_ENV in allowed_env_names(service)
+
+
+def test_every_policy_file_in_deploy_validates() -> None:
+    files = sorted(POLICY_DIR.glob("*.yaml")) + sorted((K8S_DIR / "policy").glob("*.yaml"))
+    assert files
+    for file in files:
+        load_policy(file)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_mounts_the_policy_file_every_service_container_names(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    containers = compose_containers_of(service)
+    commands = {(compose_command(d) or ["api"])[0] for d in containers.values()}
+    assert {"migrate", "api", "consumer", "relay"} <= commands
+    for name, definition in containers.items():
+        path, mount = compose_policy_mount(name, definition, compose_variables())
+        env = {k: interpolate(v, compose_variables()) for k, v in compose_env(definition).items()}
+        settings = load_service_settings(service, env, monkeypatch)
+        assert settings.common.policy_file == path, name
+        assert posixpath.isabs(path), f"{name}: {POLICY_FILE_ENV}={path} is not absolute"
+        assert mount.type == "bind", f"{name}: the policy is not a host file"
+        assert mount.read_only, f"{name}: the policy is mounted writable"
+        host = compose_host_path(mount.source)
+        assert host.is_relative_to(REPO) and host.is_file(), f"{name}: no file {mount.source}"
+        load_policy(host)
+
+
+def test_compose_takes_the_policy_file_from_an_optional_documented_variable() -> None:
+    variables: set[str] = set()
+    for name, definition in compose_services().items():
+        if compose_service_image(name) is not None:
+            variables |= compose_policy_mount(name, definition, compose_variables())[1].variables
+    (variable,) = variables
+    assert variable not in compose_variables(), f"{variable} is required: give it a default"
+    assert re.search(rf"^#\s+{variable}\s", compose_header(), re.MULTILINE), (
+        f"{variable} is not documented in the header comment"
+    )
+    chosen = {**compose_variables(), variable: "/srv/clinic/policy.yaml"}
+    for name, definition in compose_services().items():
+        if compose_service_image(name) is not None:
+            _, mount = compose_policy_mount(name, definition, chosen)
+            assert mount.source == "/srv/clinic/policy.yaml", name
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_mounts_the_policy_config_map_where_every_service_container_looks(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    containers = k8s_containers_of(service)
+    assert {(w["kind"], c["args"][0]) for w, c in containers} == {
+        ("Job", "migrate"),
+        ("Deployment", "api"),
+        ("Deployment", "consumer"),
+        ("Deployment", "relay"),
+    }
+    for workload, container in containers:
+        name = f"{workload['metadata']['name']}/{container['name']}"
+        env = {k: s.resolve() for k, s in k8s_env(container).items()}
+        path = env.get(POLICY_FILE_ENV)
+        assert path, f"{name}: no {POLICY_FILE_ENV}"
+        assert load_service_settings(service, env, monkeypatch).common.policy_file == path
+        files = k8s_mounted_files(workload, container)
+        assert path in files, f"{name}: nothing mounted at {POLICY_FILE_ENV}={path}"
+        assert files[path].config_map == K8S_POLICY_CONFIG_MAP, f"{name}: {files[path]}"
+        assert files[path].read_only, f"{name}: the policy is mounted writable"
+
+
+def test_the_k8s_policy_config_map_validates(tmp_path: Path) -> None:
+    keys = set()
+    for workload, container in k8s_containers():
+        for file in k8s_mounted_files(workload, container).values():
+            if file.config_map == K8S_POLICY_CONFIG_MAP:
+                keys.add(file.key)
+    assert keys, f"no container mounts {K8S_POLICY_CONFIG_MAP}"
+    data = k8s_object("ConfigMap", K8S_POLICY_CONFIG_MAP)["data"]
+    for key in keys:
+        policy_file = tmp_path / key
+        policy_file.write_text(data[key])
+        load_policy(policy_file)
+
+
+def test_the_k8s_policy_config_map_is_generated_and_ready_before_the_jobs() -> None:
+    # Generated: its name carries a hash of the content, so a change rolls every pod onto it.
+    (generator,) = [
+        g
+        for g in kustomization().get("configMapGenerator", [])
+        if g["name"] == K8S_POLICY_CONFIG_MAP
+    ]
+    for options in (kustomization().get("generatorOptions") or {}, generator.get("options") or {}):
+        assert options.get("disableNameSuffixHash") is not True
+    # The prepare stage (`kubectl apply -k ... -l clinic/stage=prepare`) must create every
+    # ConfigMap its Jobs need, or their pods wait for it.
+    key, value = PREPARE_LABEL
+    prepared = 0
+    for document in k8s_documents():
+        if document["kind"] in WORKLOAD_KINDS and document["metadata"]["labels"].get(key) == value:
+            for name in k8s_config_maps_used(document):
+                labels = k8s_object("ConfigMap", name)["metadata"].get("labels") or {}
+                assert labels.get(key) == value, f"{document['metadata']['name']} needs {name}"
+            prepared += 1
+    assert prepared == len(SERVICES) + 1
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_the_policy_config_map_every_service_container_mounts() -> None:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S_DIR)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    built = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
+    (policy,) = [
+        d
+        for d in built
+        if d["kind"] == "ConfigMap"
+        and d["metadata"]["name"].startswith(f"{K8S_POLICY_CONFIG_MAP}-")
+    ]
+    expected = k8s_object("ConfigMap", K8S_POLICY_CONFIG_MAP)
+    assert policy["data"] == expected["data"]
+    assert expected["metadata"]["labels"].items() <= policy["metadata"]["labels"].items()
+    checked = 0
+    for document in built:
+        if document["kind"] not in WORKLOAD_KINDS:
+            continue
+        spec = pod_spec(document)
+        if not any(SERVICE_IMAGE.match(c["image"]) for c in spec["containers"]):
+            continue
+        names = {v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v}
+        assert policy["metadata"]["name"] in names, document["metadata"]["name"]
+        assert K8S_POLICY_CONFIG_MAP not in names, "a reference kustomize did not rewrite"
+        checked += 1
+    assert checked == 4 * len(SERVICES)
+
+
+def test_every_process_of_every_service_reads_one_policy_path_and_file() -> None:
+    paths: dict[str, str] = {}
+    compose_files: set[Path] = set()
+    for name, definition in compose_services().items():
+        if compose_service_image(name) is not None:
+            path, mount = compose_policy_mount(name, definition, compose_variables())
+            paths[f"compose {name}"] = path
+            compose_files.add(compose_host_path(mount.source))
+    k8s_sources: set[str] = set()
+    for workload, container in k8s_containers():
+        if SERVICE_IMAGE.fullmatch(container["image"]):
+            path = k8s_env(container)[POLICY_FILE_ENV].resolve()
+            paths[f"k8s {workload['metadata']['name']}/{container['name']}"] = path
+            file = k8s_mounted_files(workload, container)[path]
+            k8s_sources.add(f"{file.config_map}/{file.key}")
+    assert len(paths) >= 8 * len(SERVICES)
+    assert len(set(paths.values())) == 1, paths
+    assert len(compose_files) == 1, f"compose mounts several policy files: {compose_files}"
+    assert len(k8s_sources) == 1, f"k8s mounts several policy files: {k8s_sources}"
 
 
 # ============================================================================================
