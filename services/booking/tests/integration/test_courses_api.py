@@ -291,3 +291,18 @@ async def test_the_same_idempotency_key_books_once(clinic):
     assert first.json() == second.json()
     assert second.headers["Idempotent-Replayed"] == "true"
     assert len(await clinic.events("booking.course.booked.v1")) == 1
+
+
+async def test_availability_options_differ_in_their_times_not_only_their_chairs(clinic):
+    pid = await clinic.cleared_patient()
+    response = await clinic.client.get(
+        "/v1/availability",
+        params={"protocol": "maintenance", "patient_id": pid, "limit": 5},
+        headers=clinic.scheduler,
+    )
+
+    options = response.json()["options"]
+    assert len(options) == 5
+    starts = [tuple(s["start"] for s in option["slots"]) for option in options]
+    assert len(set(starts)) == 5
+    assert starts == sorted(starts)

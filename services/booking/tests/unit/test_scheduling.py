@@ -529,6 +529,18 @@ def test_search_on_a_seven_day_clinic_never_proposes_four_mood_infusions_in_one_
     ]
 
 
+def test_a_later_first_day_that_finishes_sooner_beats_an_earlier_first_day():
+    same_time_boosters = parse_policy(
+        "booking: {chairs: 1, protocols: {mood_booster: {course: {same_start_time: true}}}}"
+    ).booking
+    tuesday = MONDAY + timedelta(days=1)
+    busy = {"chair-1": [(at(MONDAY, 0), at(MONDAY, 16, 30)), (at(tuesday, 16), at(tuesday, 18))]}
+    options = search("mood_booster", busy=busy, policy=same_time_boosters, limit=50)
+    assert ["Mon 10-19 16:30", "Wed 10-21 16:30"] in [local_times(o.slots) for o in options]
+    best = search("mood_booster", busy=busy, policy=same_time_boosters, limit=1)
+    assert local_times(best[0].slots) == ["Tue 10-20 08:00", "Wed 10-21 08:00"]
+
+
 def test_the_limit_is_respected_and_first_slots_are_distinct():
     for limit in (1, 3, 17):
         options = search("mood_induction", limit=limit)

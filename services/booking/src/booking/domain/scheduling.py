@@ -458,6 +458,11 @@ def _follow_up(
     used_resources: list[str],
     first_resource: str,
 ) -> tuple[_Opening, str]:
+    """A follow-up date's slot, keeping the course to few wall times first, few resources next.
+
+    The wall time: one the course already uses (the first slot's first), else the nearest to
+    the first slot's. The resource: the first slot's, else one already used, else by rank.
+    """
     candidates: list[_Opening] | None = None
     for wall in walls:
         candidates = by_wall.get(wall)

@@ -15,7 +15,6 @@ from uuid import UUID
 from booking.adapters.repository import (
     AuditLog,
     CalendarRepository,
-    IntakeRepository,
     PatientRepository,
     SlotTaken,
 )
@@ -91,6 +90,8 @@ async def search_availability(query: SearchAvailability, uow: SqlUnitOfWork) -> 
     calendar = calendar_of(uow)
     resources = policy.resource_ids(protocol.resource)
     busy = await calendar.busy(resources, window_from, window_to)
+    # The same times on another chair is no real choice for a patient: ask for enough options
+    # to keep `limit` distinct sets of times, each on its best-ranked chairs.
     options = scheduling.search_availability(
         policy,
         uow.policy.clinic.tz,
@@ -101,9 +102,12 @@ async def search_availability(query: SearchAvailability, uow: SqlUnitOfWork) -> 
         window_to,
         first_visit,
         now,
-        limit,
+        limit * len(resources),
     )
-    return Availability(options, first_visit)
+    distinct: dict[tuple[datetime, ...], scheduling.CourseOption] = {}
+    for option in options:
+        distinct.setdefault(tuple(slot.start for slot in option.slots), option)
+    return Availability(list(distinct.values())[:limit], first_visit)
 
 
 async def get_course(
@@ -164,9 +168,7 @@ async def book_course(cmd: BookCourse, uow: SqlUnitOfWork) -> BookedCourse:
     """All of the course's appointments are booked, or none is."""
     policy = uow.policy.booking
     protocol = _protocol(policy, cmd.protocol)
-    condition, first_visit = await patient_facts(uow, cmd.patient_id, protocol)
-    if protocol.induction:
-        await require_cleared(uow, cmd.patient_id)
+    condition, first_visit = await patient_facts(uow, cmd.patient_id, protocol, booking=True)
     family = family_for(policy, cmd.protocol, condition)
     now = uow.clock.now()
     zone = uow.policy.clinic.tz
@@ -642,24 +644,23 @@ def _infusion_minutes(policy: BookingPolicy, protocol: ProtocolPolicy, family: s
 
 
 async def patient_facts(
-    uow: SqlUnitOfWork, patient_id: UUID, protocol: ProtocolPolicy
+    uow: SqlUnitOfWork,
+    patient_id: UUID,
+    protocol: ProtocolPolicy,
+    *,
+    booking: bool = False,
 ) -> tuple[Condition | None, bool]:
-    """The patient's condition (from the intake) and whether this would be their first visit."""
-    if not await PatientRepository(uow.session).exists(patient_id):
+    """The patient's condition (from the intake) and whether this would be their first visit,
+    read in one query. When `booking`, an induction also needs a cleared intake."""
+    facts = await PatientRepository(uow.session).booking_facts(patient_id)
+    if facts is None:
         raise NotFound("patient")
-    intake = await IntakeRepository(uow.session).get(patient_id)
-    condition = intake.condition if intake is not None else None
-    first_visit = protocol.is_infusion and not await calendar_of(uow).has_infusion(patient_id)
-    return condition, first_visit
-
-
-async def require_cleared(uow: SqlUnitOfWork, patient_id: UUID) -> None:
-    intake = await IntakeRepository(uow.session).get(patient_id)
-    if intake is None or not intake.is_cleared:
+    if booking and protocol.induction and not facts.intake_cleared:
         raise Conflict(
             "intake_not_cleared",
             "An induction course can be booked only after a clinician clears the intake.",
         )
+    return facts.condition, protocol.is_infusion and not facts.has_infusion
 
 
 async def _ensure_free(
@@ -668,15 +669,19 @@ async def _ensure_free(
     appointments: Sequence[Appointment],
     ignore: set[UUID] | None = None,
 ) -> None:
-    taken = await calendar.conflicts((a.resource_id, a.start, a.end) for a in appointments)
-    if set(taken) - (ignore or set()):
+    clashes = [
+        clash
+        for clash in await calendar.clashes(
+            patient_id, [(a.resource_id, a.start, a.end) for a in appointments]
+        )
+        if clash.id not in (ignore or set())
+    ]
+    if any(clash.taken for clash in clashes):
         raise _slot_taken()
-    if patient_id is not None:
-        own = await calendar.patient_conflicts(patient_id, [(a.start, a.end) for a in appointments])
-        if set(own) - (ignore or set()):
-            raise Conflict(
-                "patient_double_booked", "The patient already has an appointment at that time."
-            )
+    if any(clash.own for clash in clashes):
+        raise Conflict(
+            "patient_double_booked", "The patient already has an appointment at that time."
+        )
 
 
 def _slot_taken() -> Conflict:
