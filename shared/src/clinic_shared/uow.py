@@ -8,6 +8,7 @@ relays (NOTIFY is delivered only when the transaction commits).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +23,8 @@ from clinic_shared.envelope import Envelope, IntegrationEvent
 from clinic_shared.logging import causation_id_var, correlation_id_var
 from clinic_shared.policy import Policy, default_policy
 from clinic_shared.tables import InfraTables, lane_for
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, '')")
 
 
 def outbox_channel(producer: str) -> str:
@@ -87,28 +90,42 @@ class SqlUnitOfWork:
 
     async def publish(self, event: IntegrationEvent, *, key: str | None = None) -> Envelope:
         """Write the event to the outbox in this transaction."""
-        envelope = Envelope.wrap(
+        envelope = self._wrap(event)
+        await self.session.execute(sa.insert(self.tables.outbox).values(self._row(envelope, key)))
+        self._published += 1
+        return envelope
+
+    async def publish_all(self, events: Sequence[IntegrationEvent]) -> list[Envelope]:
+        """Write the events to the outbox in this transaction, in this order, in one statement."""
+        envelopes = [self._wrap(event) for event in events]
+        if envelopes:
+            await self.session.execute(
+                sa.insert(self.tables.outbox), [self._row(envelope) for envelope in envelopes]
+            )
+            self._published += len(envelopes)
+        return envelopes
+
+    def _wrap(self, event: IntegrationEvent) -> Envelope:
+        return Envelope.wrap(
             event,
             occurred_at=self.clock.now(),
             correlation_id=correlation_id_var.get(),
             causation_id=causation_id_var.get(),
         )
+
+    def _row(self, envelope: Envelope, key: str | None = None) -> dict[str, Any]:
         message_key = key or envelope.key
-        await self.session.execute(
-            sa.insert(self.tables.outbox).values(
-                event_id=envelope.event_id,
-                event_type=envelope.event_type,
-                topic=self._factory.topic or topic_for(envelope.producer),
-                message_key=message_key,
-                lane=lane_for(message_key),
-                payload=envelope.payload,
-                occurred_at=envelope.occurred_at,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.causation_id,
-            )
-        )
-        self._published += 1
-        return envelope
+        return {
+            "event_id": envelope.event_id,
+            "event_type": envelope.event_type,
+            "topic": self._factory.topic or topic_for(envelope.producer),
+            "message_key": message_key,
+            "lane": lane_for(message_key),
+            "payload": envelope.payload,
+            "occurred_at": envelope.occurred_at,
+            "correlation_id": envelope.correlation_id,
+            "causation_id": envelope.causation_id,
+        }
 
     async def claim_inbox(self, consumer: str, event_id: str, event_type: str) -> bool:
         """Record that `consumer` applies `event_id` in this transaction.
@@ -130,10 +147,7 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         if self._published and self.is_postgres:
-            await self.session.execute(
-                sa.text("SELECT pg_notify(:channel, '')"),
-                {"channel": outbox_channel(self._factory.producer)},
-            )
+            await self.session.execute(_NOTIFY, {"channel": outbox_channel(self._factory.producer)})
         await self.session.commit()
         self._published = 0
 

@@ -97,6 +97,24 @@ def _envelope(record):
     return from_kafka(record.key, record.value, record.headers)
 
 
+async def test_events_written_together_are_published_in_the_order_given(
+    service_db: ServiceDb, kafka_bootstrap: str
+):
+    key = uuid4()
+    async with service_db.uow_factory() as uow:
+        envelopes = await uow.publish_all([_event(key) for _ in range(5)])
+        await uow.commit()
+    relay, resources = await _relay(service_db, kafka_bootstrap)
+    try:
+        while await relay.drain_once():
+            pass
+    finally:
+        await _close(resources)
+    records = await read_topic(kafka_bootstrap, service_db.topic)
+    assert _by_key(records) == {str(key): [envelope.event_id for envelope in envelopes]}
+    assert await _unsent(service_db) == 0
+
+
 async def test_two_relays_at_once_publish_each_event_once_in_order_per_key(
     service_db: ServiceDb, kafka_bootstrap: str
 ):

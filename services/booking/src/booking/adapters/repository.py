@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -87,9 +89,42 @@ class PatientRepository:
         )
         return found.first() is not None
 
+    async def booking_facts(self, patient_id: UUID) -> PatientFacts | None:
+        """What booking needs to know about a patient, in one query; None when there is no
+        such patient."""
+        found = await self._session.execute(_PATIENT_FACTS, {"patient_id": patient_id})
+        row = found.first()
+        if row is None:
+            return None
+        return PatientFacts(
+            condition=Condition(row.condition) if row.condition else None,
+            intake_cleared=row.status == IntakeStatus.CLEARED.value,
+            has_infusion=bool(row.has_infusion),
+        )
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    condition: Condition | None
+    """From the intake; None without an intake or a condition on it."""
+    intake_cleared: bool
+    has_infusion: bool
+    """Whether the patient already has an infusion visit (booked, given or under way)."""
+
 
 class SlotTaken(Exception):
     """Another live occupancy overlaps: the database refused the insert or the move."""
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A live occupancy in the way of a booking or a move."""
+
+    id: UUID
+    taken: bool
+    """It holds a requested resource at an overlapping time."""
+    own: bool
+    """It is the same patient's, at an overlapping time."""
 
 
 _OVERLAP_SQLSTATES = frozenset({"23P01", "40P01"})
@@ -108,6 +143,73 @@ COURSE = CourseRow.__table__
 HOLD = HoldRow.__table__
 APPOINTMENT = AppointmentRow.__table__
 AUDIT = AuditRow.__table__
+
+
+def _among(column: sa.ColumnElement[str], values: Iterable[str]) -> sa.ColumnElement[bool]:
+    """`column IN (...)` over constants of ours, written into the SQL text: compiled once and
+    cached, with no list parameter to expand on each execution (which costs a short query a
+    third of its time in SQLAlchemy)."""
+    constants = sorted(values)
+    if any("'" in value for value in constants):
+        raise ValueError(f"not a plain constant: {constants}")
+    return column.in_([sa.literal_column(f"'{value}'") for value in constants])
+
+
+_LIVE = _among(APPOINTMENT.c.status, (status.value for status in LIVE_STATUSES))
+_PATIENT_FACTS = (
+    sa.select(
+        INTAKE.c.condition,
+        INTAKE.c.status,
+        sa.exists()
+        .where(
+            APPOINTMENT.c.patient_id == PATIENT.c.id,
+            _among(APPOINTMENT.c.family, ("mood", "pain")),
+            _among(
+                APPOINTMENT.c.status,
+                (
+                    AppointmentStatus.BOOKED.value,
+                    AppointmentStatus.CHECKED_IN.value,
+                    AppointmentStatus.COMPLETED.value,
+                ),
+            ),
+        )
+        .label("has_infusion"),
+    )
+    .select_from(PATIENT.outerjoin(INTAKE, INTAKE.c.patient_id == PATIENT.c.id))
+    .where(PATIENT.c.id == sa.bindparam("patient_id"))
+)
+_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:ns, :key)")
+_INSERT_COURSE = sa.insert(COURSE)
+
+
+@functools.cache
+def _clash_query(slots: int, for_patient: bool) -> sa.Select[tuple[UUID, bool, bool]]:
+    """`CalendarRepository.clashes` for so many slots: built once per shape, then only bound
+    (building it costs more than running it; a course has at most twenty slots)."""
+
+    def overlaps(index: int) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            APPOINTMENT.c.start_at < sa.bindparam(f"end_{index}"),
+            APPOINTMENT.c.end_at > sa.bindparam(f"start_{index}"),
+        )
+
+    taken = sa.or_(
+        *[
+            sa.and_(APPOINTMENT.c.resource_id == sa.bindparam(f"resource_{index}"), overlaps(index))
+            for index in range(slots)
+        ]
+    )
+    own = (
+        sa.and_(
+            APPOINTMENT.c.patient_id == sa.bindparam("patient_id"),
+            sa.or_(*[overlaps(index) for index in range(slots)]),
+        )
+        if for_patient
+        else sa.false()
+    )
+    return sa.select(APPOINTMENT.c.id, taken.label("taken"), own.label("own")).where(
+        _LIVE, sa.or_(taken, own)
+    )
 
 
 class IntakeRepository:
@@ -225,9 +327,25 @@ class CalendarRepository:
         for resource_id in sorted(set(resource_ids)):
             key = zlib.crc32(resource_id.encode()) - 2**31
             await self._session.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:ns, :key)"),
-                {"ns": _RESOURCE_LOCK_NAMESPACE, "key": key},
+                _ADVISORY_LOCK, {"ns": _RESOURCE_LOCK_NAMESPACE, "key": key}
             )
+
+    async def clashes(
+        self, patient_id: UUID | None, slots: Sequence[tuple[str, datetime, datetime]]
+    ) -> list[Clash]:
+        """Live occupancies in the way of the half-open slots, found in one query: those that
+        hold a slot's resource at an overlapping time (`taken`) and the patient's own at an
+        overlapping time (`own`: one body, one chair)."""
+        if not slots:
+            return []
+        params: dict[str, object] = {"patient_id": patient_id}
+        for index, (resource_id, start, end) in enumerate(slots):
+            params[f"resource_{index}"] = resource_id
+            params[f"start_{index}"], params[f"end_{index}"] = start, end
+        found = await self._session.execute(
+            _clash_query(len(slots), patient_id is not None), params
+        )
+        return [Clash(row.id, bool(row.taken), bool(row.own)) for row in found]
 
     async def conflicts(self, slots: Iterable[tuple[str, datetime, datetime]]) -> list[UUID]:
         """Live occupancies overlapping any of the half-open slots."""
@@ -242,9 +360,7 @@ class CalendarRepository:
         if not clauses:
             return []
         found = await self._session.execute(
-            sa.select(APPOINTMENT.c.id).where(
-                APPOINTMENT.c.status.in_([s.value for s in LIVE_STATUSES]), sa.or_(*clauses)
-            )
+            sa.select(APPOINTMENT.c.id).where(_LIVE, sa.or_(*clauses))
         )
         return list(found.scalars())
 
@@ -261,7 +377,7 @@ class CalendarRepository:
         found = await self._session.execute(
             sa.select(APPOINTMENT.c.id).where(
                 APPOINTMENT.c.patient_id == patient_id,
-                APPOINTMENT.c.status.in_([s.value for s in LIVE_STATUSES]),
+                _LIVE,
                 sa.or_(*clauses),
             )
         )
@@ -274,7 +390,7 @@ class CalendarRepository:
             sa.select(APPOINTMENT.c.resource_id, APPOINTMENT.c.start_at, APPOINTMENT.c.end_at)
             .where(
                 APPOINTMENT.c.resource_id.in_(list(resource_ids)),
-                APPOINTMENT.c.status.in_([s.value for s in LIVE_STATUSES]),
+                _LIVE,
                 APPOINTMENT.c.start_at < end,
                 APPOINTMENT.c.end_at > start,
             )
@@ -287,16 +403,17 @@ class CalendarRepository:
 
     async def add_course(self, course: Course) -> None:
         await self._session.execute(
-            sa.insert(COURSE).values(
-                id=course.id,
-                patient_id=course.patient_id,
-                protocol=course.protocol,
-                family=course.family,
-                booked_at=course.booked_at,
-                booked_by=course.booked_by.value,
-                hold_id=course.hold_id,
-                offer_id=course.offer_id,
-            )
+            _INSERT_COURSE,
+            {
+                "id": course.id,
+                "patient_id": course.patient_id,
+                "protocol": course.protocol,
+                "family": course.family,
+                "booked_at": course.booked_at,
+                "booked_by": course.booked_by.value,
+                "hold_id": course.hold_id,
+                "offer_id": course.offer_id,
+            },
         )
 
     async def get_course(self, course_id: UUID) -> Course | None:
@@ -317,15 +434,18 @@ class CalendarRepository:
         return None if course_id is None else await self.get_course(course_id)
 
     async def add_appointments(self, appointments: Sequence[Appointment]) -> None:
-        """Insert occupancies; on PostgreSQL the exclusion constraint is the last word."""
+        """Insert occupancies; on PostgreSQL the exclusion constraint is the last word.
+
+        No savepoint: after `SlotTaken` the transaction is spoilt and the caller rolls it back
+        (a caller that must go on in the same transaction opens its own savepoint first).
+        """
         if not appointments:
             return
         try:
-            async with self._session.begin_nested():
-                await self._session.execute(
-                    sa.insert(APPOINTMENT),
-                    [{"id": a.id} | _appointment_values(a) for a in appointments],
-                )
+            await self._session.execute(
+                sa.insert(APPOINTMENT),
+                [{"id": a.id} | _appointment_values(a) for a in appointments],
+            )
         except DBAPIError as exc:
             if is_overlap_refusal(exc):
                 raise SlotTaken() from exc
@@ -388,25 +508,6 @@ class CalendarRepository:
             query = query.with_for_update()
         rows = (await self._session.execute(query)).mappings().all()
         return [_appointment(row) for row in rows]
-
-    async def has_infusion(self, patient_id: UUID) -> bool:
-        """Whether the patient already has an infusion visit (booked, given or under way)."""
-        found = await self._session.execute(
-            sa.select(APPOINTMENT.c.id)
-            .where(
-                APPOINTMENT.c.patient_id == patient_id,
-                APPOINTMENT.c.family.in_(["mood", "pain"]),
-                APPOINTMENT.c.status.in_(
-                    [
-                        AppointmentStatus.BOOKED.value,
-                        AppointmentStatus.CHECKED_IN.value,
-                        AppointmentStatus.COMPLETED.value,
-                    ]
-                ),
-            )
-            .limit(1)
-        )
-        return found.first() is not None
 
     async def completed_infusions(self, patient_id: UUID, family: str) -> int:
         found = await self._session.execute(

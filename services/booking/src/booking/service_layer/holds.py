@@ -25,7 +25,7 @@ from booking.domain.model import (
     HoldReleased,
     HoldStatus,
 )
-from booking.service_layer.calendar import calendar_of, family_for, patient_facts, require_cleared
+from booking.service_layer.calendar import calendar_of, family_for, patient_facts
 from booking.service_layer.errors import Conflict, NotFound
 from booking.service_layer.integration import publish_domain_events
 from clinic_shared.consumer import EventContext
@@ -115,9 +115,7 @@ async def _book_held(
     if protocol is None:
         raise _Rejected("protocol_mismatch")
     try:
-        condition, first_visit = await patient_facts(uow, event.patient_id, protocol)
-        if protocol.induction:
-            await require_cleared(uow, event.patient_id)
+        condition, first_visit = await patient_facts(uow, event.patient_id, protocol, booking=True)
         family = family_for(policy, event.protocol, condition)
     except NotFound as exc:
         raise _Rejected("patient_not_found") from exc

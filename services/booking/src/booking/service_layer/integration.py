@@ -272,6 +272,5 @@ def _(event: model.RideConfirmed) -> list[IntegrationEvent]:
 
 
 async def publish_domain_events(uow: SqlUnitOfWork, events: Sequence[object]) -> None:
-    for event in events:
-        for integration in to_integration(event):
-            await uow.publish(integration)
+    """The integration events of `events`, in order, to the outbox in one statement."""
+    await uow.publish_all([published for event in events for published in to_integration(event)])
