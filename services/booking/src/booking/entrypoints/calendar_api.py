@@ -139,6 +139,24 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
                 await uow.commit()
                 return result
 
+    def whose(principal: Principal, patient_id: UUID | None) -> UUID | None:
+        """A patient's query is about themself; naming another patient answers 404."""
+        mine = restriction(principal)
+        if mine is None:
+            return patient_id
+        ensure_patient_access(principal, patient_id or mine)
+        return patient_id or mine
+
+    def window(
+        start: datetime | None, end: datetime | None
+    ) -> tuple[datetime | None, datetime | None]:
+        zone = uow_factory.policy.clinic.tz
+        with answered():
+            return (
+                calendar.parse_local_start(start, zone) if start else None,
+                calendar.parse_local_start(end, zone) if end else None,
+            )
+
     @router.get("/v1/protocols", tags=["calendar"])
     async def protocols(principal: Annotated[Principal, Depends(SELF_OR_STAFF)]) -> dict[str, Any]:
         policy = uow_factory.policy
@@ -160,15 +178,8 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         to: datetime | None = None,
         limit: Annotated[int | None, Query(ge=1, le=500)] = None,
     ) -> dict[str, Any]:
-        mine = restriction(principal)
-        if mine is not None:
-            if patient_id is None:
-                patient_id = mine
-            ensure_patient_access(principal, patient_id)
-        zone = uow_factory.policy.clinic.tz
-        with answered():
-            window_from = calendar.parse_local_start(from_, zone) if from_ else None
-            window_to = calendar.parse_local_start(to, zone) if to else None
+        patient_id = whose(principal, patient_id)
+        window_from, window_to = window(from_, to)
         query = calendar.SearchAvailability(protocol, patient_id, window_from, window_to, limit)
         found = await read(calendar.search_availability, query)
         return {
@@ -235,15 +246,8 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         status: AppointmentStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> dict[str, Any]:
-        mine = restriction(principal)
-        if mine is not None:
-            if patient_id is None:
-                patient_id = mine
-            ensure_patient_access(principal, patient_id)
-        zone = uow_factory.policy.clinic.tz
-        with answered():
-            start_from = calendar.parse_local_start(from_, zone) if from_ else None
-            start_to = calendar.parse_local_start(to, zone) if to else None
+        patient_id = whose(principal, patient_id)
+        start_from, start_to = window(from_, to)
         query = calendar.ListAppointments(patient_id, start_from, start_to, status, limit)
         appointments = await read(calendar.list_appointments, query)
         return {"appointments": [appointment_out(a) for a in appointments]}
