@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import clinic_shared.contracts
@@ -67,6 +67,8 @@ async def test_an_accepted_offer_books_the_held_series_for_the_waiting_patient(c
     ]
     first = min(appointments, key=lambda a: a["start"])
     assert first["first_visit"] is True  # lengthened to the first-visit chair time
+    length = datetime.fromisoformat(first["end"]) - datetime.fromisoformat(first["start"])
+    assert length == timedelta(minutes=150)
     [booked] = await clinic.events("booking.hold.booked.v1")
     assert booked["payload"]["offer_id"] == envelope.payload["offer_id"]
     assert sorted(booked["payload"]["appointment_ids"]) == sorted(held)

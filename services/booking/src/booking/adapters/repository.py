@@ -347,42 +347,6 @@ class CalendarRepository:
         )
         return [Clash(row.id, bool(row.taken), bool(row.own)) for row in found]
 
-    async def conflicts(self, slots: Iterable[tuple[str, datetime, datetime]]) -> list[UUID]:
-        """Live occupancies overlapping any of the half-open slots."""
-        clauses = [
-            sa.and_(
-                APPOINTMENT.c.resource_id == resource_id,
-                APPOINTMENT.c.start_at < end,
-                APPOINTMENT.c.end_at > start,
-            )
-            for resource_id, start, end in slots
-        ]
-        if not clauses:
-            return []
-        found = await self._session.execute(
-            sa.select(APPOINTMENT.c.id).where(_LIVE, sa.or_(*clauses))
-        )
-        return list(found.scalars())
-
-    async def patient_conflicts(
-        self, patient_id: UUID, intervals: Iterable[tuple[datetime, datetime]]
-    ) -> list[UUID]:
-        """The patient's own live appointments overlapping any interval: one body, one chair."""
-        clauses = [
-            sa.and_(APPOINTMENT.c.start_at < end, APPOINTMENT.c.end_at > start)
-            for start, end in intervals
-        ]
-        if not clauses:
-            return []
-        found = await self._session.execute(
-            sa.select(APPOINTMENT.c.id).where(
-                APPOINTMENT.c.patient_id == patient_id,
-                _LIVE,
-                sa.or_(*clauses),
-            )
-        )
-        return list(found.scalars())
-
     async def busy(
         self, resource_ids: Iterable[str], start: datetime, end: datetime
     ) -> dict[str, list[tuple[datetime, datetime]]]:
@@ -586,9 +550,3 @@ class AuditLog:
                 reason=reason,
             )
         )
-
-    async def for_subject(self, subject_id: UUID) -> list[dict[str, object]]:
-        rows = await self._session.execute(
-            sa.select(AUDIT).where(AUDIT.c.subject_id == subject_id).order_by(AUDIT.c.at)
-        )
-        return [dict(row) for row in rows.mappings()]

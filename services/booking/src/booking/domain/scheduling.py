@@ -150,9 +150,10 @@ def _opening_bounds(
     ]
 
 
-def _within_opening_hours(
+def within_opening_hours(
     policy: BookingPolicy, zone: ZoneInfo, start: datetime, end: datetime
 ) -> bool:
+    """Whether [start, end) lies inside one opening interval of its clinic-local day."""
     day = start.astimezone(zone).date()
     return any(
         opens <= start and end <= closes for opens, closes in _opening_bounds(policy, zone, day)
@@ -258,7 +259,7 @@ def validate_course(
                 "slot_in_past", f"{_local(start, zone)} has already started or passed"
             )
         end = start + (first if position == 0 else usual)
-        if not _within_opening_hours(policy, zone, start, end):
+        if not within_opening_hours(policy, zone, start, end):
             raise CourseRuleViolation(
                 "outside_opening_hours",
                 f"{_local(start, zone)} to {_local(end, zone)} is not within the clinic's "

@@ -545,10 +545,6 @@ async def confirm_ride(cmd: ConfirmRide, uow: SqlUnitOfWork) -> Appointment:
     return appointment
 
 
-async def audit_trail(subject_id: UUID, uow: SqlUnitOfWork) -> list[dict[str, object]]:
-    return await AuditLog(uow.session).for_subject(subject_id)
-
-
 # Helpers shared by the handlers above and the hold handlers
 
 

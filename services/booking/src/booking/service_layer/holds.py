@@ -141,8 +141,10 @@ async def _book_held(
         slot.status = AppointmentStatus.BOOKED
         slot.patient_id, slot.course_id = event.patient_id, course.id
         slot.protocol, slot.sequence = event.protocol, sequence
-    own = await calendar.patient_conflicts(event.patient_id, [(s.start, s.end) for s in slots])
-    if own:
+    clashes = await calendar.clashes(
+        event.patient_id, [(s.resource_id, s.start, s.end) for s in slots]
+    )
+    if any(clash.own for clash in clashes):  # the patient is elsewhere at one of these times
         raise _Rejected("slots_not_held")
     await calendar.add_course(course)
     try:
@@ -167,17 +169,12 @@ async def _lengthen_first_visit(
     if slot.start + length <= slot.end:
         slot.first_visit = True
         return
-    zone = uow.policy.clinic.tz
-    local_start, local_end = slot.start.astimezone(zone), (slot.start + length).astimezone(zone)
-    if not any(
-        local_start.date() == local_end.date()
-        and interval.open <= local_start.time()
-        and local_end.time() <= interval.close
-        for interval in policy.opening_intervals(local_start.date())
-    ):
+    end = slot.start + length
+    if not scheduling.within_opening_hours(policy, uow.policy.clinic.tz, slot.start, end):
         raise _Rejected("first_visit_does_not_fit")
-    taken = await calendar.conflicts([(slot.resource_id, slot.end, slot.start + length)])
-    if taken:
+    if any(
+        clash.taken for clash in await calendar.clashes(None, [(slot.resource_id, slot.end, end)])
+    ):
         raise _Rejected("first_visit_does_not_fit")
     slot.end = slot.start + length
     slot.first_visit = True
