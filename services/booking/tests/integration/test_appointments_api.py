@@ -291,6 +291,8 @@ async def test_check_in_and_completion_give_each_infusion_its_lifetime_ordinal(c
         )
         assert done.json()["status"] == "completed", done.text
 
+    checked_in = await clinic.events("booking.appointment.checked_in.v1")
+    assert [e["payload"]["appointment_id"] for e in checked_in] == [first, second]
     completed = await clinic.events("booking.infusion.completed.v1")
     assert [(e["payload"]["ordinal"], e["payload"]["family"]) for e in completed] == [
         (1, "mood"),
@@ -427,3 +429,34 @@ async def test_the_internal_api_gives_services_contact_details_and_medication_cl
     assert provider.json()["providers"][0]["npi"]
     scheduler = await clinic.client.get(f"/internal/v1/patients/{pid}", headers=clinic.scheduler)
     clinic.assert_problem(scheduler, 403)
+
+
+async def test_no_event_carries_names_contact_data_or_health_details(clinic):
+    pid = await clinic.cleared_patient()
+    profile = (await clinic.client.get(f"/v1/patients/{pid}", headers=clinic.scheduler)).json()
+    course = (await clinic.book(pid, "mood_induction", clinic.MOOD_COURSE)).json()
+    first, second, *_ = (a["id"] for a in course["appointments"])
+    await clinic.client.post(
+        f"/v1/appointments/{second}/ride",
+        json={"confirmed": True, "driver_name": "Robin Driver", "driver_phone": "+15035550166"},
+        headers=clinic.patient(pid),
+    )
+    await clinic.cancel(first, reason="panic attack, feeling unwell", headers=clinic.patient(pid))
+
+    events = await clinic.events()
+    assert len(events) > 10
+    text = str([(e["payload"], e["message_key"]) for e in events]).lower()
+    for personal in (
+        profile["last_name"],
+        profile["email"],
+        "5550123",
+        profile["date_of_birth"],
+        "f33.2",
+        "sertraline",
+        "panic",
+        "robin",
+        "5550166",
+        "screening",
+        "psychosis",
+    ):
+        assert personal.lower() not in text, personal
