@@ -4,7 +4,9 @@ The service images (`services/<name>/Dockerfile`, `.dockerignore`), `docker-comp
 `deploy/k8s/`, `deploy/topics/`, `deploy/postgres/` and `deploy/policy/` must agree with each
 other and with the code: the commands each service's command line accepts, the fields of its
 settings classes, the topics of `clinic_shared.contracts.registry`, the topics each consumer
-subscribes to, and the clinic policy every process of every service reads from one file.
+subscribes to, and the clinic policy every process of every service reads from one file. Compose,
+Kubernetes and `clinic run` (`clinic_local.runner`) run the same long-lived roles of each
+service, and give a service the address of every other service whose API it calls.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import shutil
 import subprocess
 import tomllib
 import typing
+import urllib.parse
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from clinic_local import runner
 from clinic_shared import service_main
 from clinic_shared.contracts.registry import TOPICS
 from clinic_shared.policy import PolicyError, load_policy
@@ -61,6 +65,17 @@ K8S_POLICY_CONFIG_MAP = "clinic-policy"
 POLICY_FILE_ENV = "CLINIC_POLICY_FILE"
 PREPARE_LABEL = ("clinic/stage", "prepare")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+# The long-lived processes, `python -m <service> <role>`, every deployment runs of each service:
+# every service's api, consumer and relay, and the dispatcher of each service with due-queues
+# (durable timers in its database), which only such a service's command line offers.
+COMMON_ROLES = ("api", "consumer", "relay")
+DISPATCHER = "dispatcher"
+SERVICES_WITH_DUE_QUEUES = {"waitlist"}  # offer expiry
+# The APIs a service calls, as the setting that holds the address: (caller, callee) -> name.
+SERVICE_URL_SETTINGS = {("waitlist", "booking"): "WAITLIST_BOOKING_URL"}
+# The roles of the caller that call the callee's API (its relay only publishes the outbox).
+SERVICE_URL_ROLES = {("waitlist", "booking"): ("api", "consumer", DISPATCHER)}
 
 
 # --- the services' command lines ------------------------------------------------------------
@@ -93,6 +108,15 @@ def cli_accepts(service: str, argv: Sequence[str]) -> bool:
     except SystemExit:
         return False
     raise AssertionError(f"{service}: main() returned without loading its settings")
+
+
+def long_lived_roles(service: str) -> tuple[str, ...]:
+    return COMMON_ROLES + ((DISPATCHER,) if service in SERVICES_WITH_DUE_QUEUES else ())
+
+
+def workload_count() -> int:
+    """The service workloads of each deployment: a migrate job and one per long-lived role."""
+    return sum(1 + len(long_lived_roles(service)) for service in SERVICES)
 
 
 # --- the services' settings -----------------------------------------------------------------
@@ -636,6 +660,7 @@ def test_the_checks_reject_what_is_wrong(tmp_path: Path) -> None:
     assert not cli_accepts("booking", ["migrat"])
     assert not cli_accepts("booking", ["api", "--reload"])
     assert not cli_accepts("waitlist", ["seed"]), "waitlist has nothing to seed"
+    assert not cli_accepts("booking", [DISPATCHER]), "booking has no due-queues"
 
     assert not unknown_env_names("booking", {"BOOKING_DATABASE_URL", "CLINIC_JWT_SECRET"})
     assert unknown_env_names("booking", {"BOOKING_DATABSE_URL"}) == ["BOOKING_DATABSE_URL"]
@@ -918,7 +943,7 @@ def test_every_compose_command_is_accepted_by_the_service_cli() -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_compose_runs_migrations_then_api_consumer_and_relay(service: str) -> None:
+def test_compose_runs_migrations_then_every_long_lived_role(service: str) -> None:
     containers = compose_containers_of(service)
     by_command: dict[str, list[str]] = {}
     for name, definition in containers.items():
@@ -928,8 +953,10 @@ def test_compose_runs_migrations_then_api_consumer_and_relay(service: str) -> No
             "context": ".",
             "dockerfile": f"services/{service}/Dockerfile",
         }
-    for command in ("migrate", "api", "consumer", "relay"):
+    for command in ("migrate", *long_lived_roles(service)):
         assert by_command.get(command) == [f"{service}-{command}"], by_command
+    unexpected = set(by_command) - {"migrate", "seed", *long_lived_roles(service)}
+    assert not unexpected, f"{service}: {sorted(unexpected)} is not one of its roles"
     for command, names in by_command.items():
         for name in names:
             definition = containers[name]
@@ -1188,13 +1215,13 @@ def test_the_kustomization_lists_every_manifest_but_the_secret_template() -> Non
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_k8s_runs_migrations_api_consumer_and_relay(service: str) -> None:
+def test_k8s_runs_migrations_then_every_long_lived_role(service: str) -> None:
     migrate = k8s_object("Job", f"{service}-migrate")
     (container,) = pod_spec(migrate)["containers"]
     assert container["args"] == ["migrate"]
     assert pod_spec(migrate)["restartPolicy"] == "Never"
 
-    for component in ("api", "consumer", "relay"):
+    for component in long_lived_roles(service):
         deployment = k8s_object("Deployment", f"{service}-{component}")
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -1203,6 +1230,14 @@ def test_k8s_runs_migrations_api_consumer_and_relay(service: str) -> None:
         resources = container["resources"]
         assert resources["requests"]["cpu"] and resources["requests"]["memory"]
         assert resources["limits"]["memory"]
+        if component != "api":
+            assert not container.get("ports"), f"{service}-{component} serves no HTTP"
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert probe not in container, f"{service}-{component}: {probe} without HTTP"
+    deployments = {
+        w["metadata"]["name"] for w, _ in k8s_containers_of(service) if w["kind"] == "Deployment"
+    }
+    assert deployments == {f"{service}-{role}" for role in long_lived_roles(service)}
 
     api = k8s_object("Deployment", f"{service}-api")
     assert api["spec"]["replicas"] == 2
@@ -1252,7 +1287,7 @@ def test_every_k8s_command_is_accepted_by_the_service_cli() -> None:
         assert container.get("args"), f"{name}: give the command explicitly"
         assert cli_accepts(match["service"], container["args"]), f"{name}: {container['args']}"
         checked += 1
-    assert checked == 4 * len(SERVICES)
+    assert checked == workload_count()
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -1274,6 +1309,124 @@ def test_k8s_environment_loads_into_the_service_settings(
         assert settings.common.kafka_bootstrap_servers != "127.0.0.1:9092", name
         if container["args"] == ["api"]:
             assert settings.jwt_secret, name
+
+
+# ============================================================================================
+# Roles and the addresses of the APIs a service calls: compose, k8s and `clinic run`
+# ============================================================================================
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_offers_a_dispatcher_exactly_when_it_has_due_queues(service: str) -> None:
+    assert cli_accepts(service, [DISPATCHER]) == (service in SERVICES_WITH_DUE_QUEUES), (
+        f"`python -m {service} {DISPATCHER}` is accepted: {cli_accepts(service, [DISPATCHER])}; "
+        f"SERVICES_WITH_DUE_QUEUES: {sorted(SERVICES_WITH_DUE_QUEUES)}"
+    )
+
+
+def test_clinic_run_runs_the_roles_the_deployments_run() -> None:
+    assert set(runner.SERVICES) == set(SERVICES)
+    assert {service: tuple(roles) for service, roles in runner.ROLES.items()} == {
+        service: long_lived_roles(service) for service in SERVICES
+    }
+    for service, roles in runner.ROLES.items():
+        for role in roles:
+            assert cli_accepts(service, [role]), f"clinic run: python -m {service} {role}"
+
+
+def _callee_address(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.scheme == "http" and parts.hostname and parts.port, url
+    assert parts.path in ("", "/") and not parts.query, f"{url}: the API's root, no path"
+    return parts.hostname, parts.port
+
+
+def test_the_service_url_settings_are_settings_of_the_caller() -> None:
+    for (caller, callee), name in SERVICE_URL_SETTINGS.items():
+        assert callee in SERVICES and caller != callee
+        assert name == f"{env_prefix(caller)}{callee.upper()}_URL"
+        assert name in allowed_env_names(caller), f"{name} is not a setting of {caller}"
+
+
+def _service_url_names(env: Collection[str], service: str) -> set[str]:
+    """The settings of `service` in `env` that name another service's API: <SERVICE>_<OTHER>_URL."""
+    return {
+        name
+        for other in SERVICES
+        if (name := f"{env_prefix(service)}{other.upper()}_URL") in env and other != service
+    }
+
+
+@pytest.mark.parametrize(("caller", "callee"), list(SERVICE_URL_SETTINGS))
+def test_compose_gives_the_caller_the_address_of_the_callee_api(
+    caller: str, callee: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = SERVICE_URL_SETTINGS[caller, callee]
+    (callee_api,) = [
+        n
+        for n, d in compose_containers_of(callee).items()
+        if (compose_command(d) or ["api"])[0] == "api"
+    ]
+    api_env = {k: v for k, v in image_env(callee).items() if k in allowed_env_names(callee)}
+    api_env |= {
+        k: interpolate(v, compose_variables())
+        for k, v in compose_env(compose_services()[callee_api]).items()
+    }
+    callee_port = load_service_settings(callee, api_env, monkeypatch).http_port
+    callers = {
+        (compose_command(d) or ["api"])[0]: compose_env(d)
+        for d in compose_containers_of(caller).values()
+    }
+    for role in SERVICE_URL_ROLES[caller, callee]:
+        env = callers[role]
+        assert name in env, f"{caller}-{role}: no {name}"
+        url = interpolate(env[name], compose_variables())
+        assert _callee_address(url) == (callee_api, callee_port), f"{caller}-{role}: {url}"
+
+
+@pytest.mark.parametrize(("caller", "callee"), list(SERVICE_URL_SETTINGS))
+def test_k8s_gives_the_caller_the_address_of_the_callee_service(caller: str, callee: str) -> None:
+    name = SERVICE_URL_SETTINGS[caller, callee]
+    (service_port,) = k8s_object("Service", callee)["spec"]["ports"]
+    namespace = kustomization()["namespace"]
+    hosts = {callee, f"{callee}.{namespace}", f"{callee}.{namespace}.svc"}
+    hosts.add(f"{callee}.{namespace}.svc.cluster.local")
+    callers = {c["args"][0]: (w, c) for w, c in k8s_containers_of(caller)}
+    for role in SERVICE_URL_ROLES[caller, callee]:
+        workload, container = callers[role]
+        label = workload["metadata"]["name"]
+        env = k8s_env(container)
+        assert name in env, f"{label}: no {name}"
+        host, port = _callee_address(env[name].resolve())
+        assert host in hosts, f"{label}: {name} names {host}, not the Service {callee}"
+        assert port == service_port["port"], f"{label}: {name} port {port}"
+
+
+def test_every_service_url_in_compose_and_k8s_is_a_known_call() -> None:
+    known = set(SERVICE_URL_SETTINGS.values())
+    for service in SERVICES:
+        for container, definition in compose_containers_of(service).items():
+            unknown = _service_url_names(compose_env(definition), service) - known
+            assert not unknown, f"{container}: {sorted(unknown)} not in SERVICE_URL_SETTINGS"
+        for workload, container in k8s_containers_of(service):
+            unknown = _service_url_names(k8s_env(container), service) - known
+            assert not unknown, f"{workload['metadata']['name']}: {sorted(unknown)}"
+
+
+def test_clinic_run_gives_the_caller_the_local_address_of_the_callee(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith(tuple(env_prefix(s) for s in SERVICES)):
+            monkeypatch.delenv(name)
+    env = runner.service_environment(tmp_path, "127.0.0.1:9092", "secret", 9000)
+    for (_, callee), name in SERVICE_URL_SETTINGS.items():
+        callee_port = int(env[f"{env_prefix(callee)}HTTP_PORT"])
+        assert callee_port == 9001 + runner.SERVICES.index(callee)
+        assert _callee_address(env[name]) == ("127.0.0.1", callee_port), f"{name}={env[name]}"
+        monkeypatch.setenv(name, "http://elsewhere.example:1")
+        explicit = runner.service_environment(tmp_path, "127.0.0.1:9092", "secret", 9000)
+        assert explicit[name] == "http://elsewhere.example:1", "an explicit setting wins"
 
 
 # ============================================================================================
@@ -1302,7 +1455,7 @@ def test_compose_mounts_the_policy_file_every_service_container_names(
 ) -> None:
     containers = compose_containers_of(service)
     commands = {(compose_command(d) or ["api"])[0] for d in containers.values()}
-    assert {"migrate", "api", "consumer", "relay"} <= commands
+    assert {"migrate", *long_lived_roles(service)} <= commands
     for name, definition in containers.items():
         path, mount = compose_policy_mount(name, definition, compose_variables())
         env = {k: interpolate(v, compose_variables()) for k, v in compose_env(definition).items()}
@@ -1338,11 +1491,8 @@ def test_k8s_mounts_the_policy_config_map_where_every_service_container_looks(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     containers = k8s_containers_of(service)
-    assert {(w["kind"], c["args"][0]) for w, c in containers} == {
-        ("Job", "migrate"),
-        ("Deployment", "api"),
-        ("Deployment", "consumer"),
-        ("Deployment", "relay"),
+    assert {(w["kind"], c["args"][0]) for w, c in containers} == {("Job", "migrate")} | {
+        ("Deployment", role) for role in long_lived_roles(service)
     }
     for workload, container in containers:
         name = f"{workload['metadata']['name']}/{container['name']}"
@@ -1420,7 +1570,7 @@ def test_kustomize_builds_the_policy_config_map_every_service_container_mounts()
         assert policy["metadata"]["name"] in names, document["metadata"]["name"]
         assert K8S_POLICY_CONFIG_MAP not in names, "a reference kustomize did not rewrite"
         checked += 1
-    assert checked == 4 * len(SERVICES)
+    assert checked == workload_count()
 
 
 def test_every_process_of_every_service_reads_one_policy_path_and_file() -> None:
@@ -1438,7 +1588,7 @@ def test_every_process_of_every_service_reads_one_policy_path_and_file() -> None
             paths[f"k8s {workload['metadata']['name']}/{container['name']}"] = path
             file = k8s_mounted_files(workload, container)[path]
             k8s_sources.add(f"{file.config_map}/{file.key}")
-    assert len(paths) >= 8 * len(SERVICES)
+    assert len(paths) >= 2 * workload_count()
     assert len(set(paths.values())) == 1, paths
     assert len(compose_files) == 1, f"compose mounts several policy files: {compose_files}"
     assert len(k8s_sources) == 1, f"k8s mounts several policy files: {k8s_sources}"

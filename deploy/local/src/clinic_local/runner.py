@@ -1,9 +1,12 @@
 """`clinic run`: the whole system on one machine, no Docker, no configuration.
 
 Starts the local Apache Kafka broker (its data kept in the data directory, so a restart loses
-nothing), migrates one SQLite file per service, seeds the demo clinic, then runs every service's
-api, consumer and relay as child processes. Ctrl-C (or SIGTERM) stops the children, then the
-broker, and exits 0. A child that dies on its own stops the whole system with exit code 1.
+nothing), migrates one SQLite file per service, seeds the demo clinic, then runs each service's
+roles (ROLES: every service's api, consumer and relay, and waitlist's dispatcher, which runs its
+due-queues) as child processes. Waitlist finds booking's internal API through
+WAITLIST_BOOKING_URL, booking's local port unless set. Ctrl-C (or SIGTERM) stops the children,
+then the broker, and exits 0. A child that dies on its own stops the whole system with exit
+code 1.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from clinic_shared.contracts.registry import TOPICS
 from clinic_shared.kafka import ensure_topics
 
 SERVICES = ("booking", "waitlist", "billing", "notify")
-ROLES = ("api", "consumer", "relay")
+# The long-lived processes of each service: `python -m <service> <role>`. Only a service with
+# due-queues (durable, time-driven work in its database) offers `dispatcher`.
+ROLES: dict[str, tuple[str, ...]] = {
+    "booking": ("api", "consumer", "relay"),
+    "waitlist": ("api", "consumer", "relay", "dispatcher"),
+    "billing": ("api", "consumer", "relay"),
+    "notify": ("api", "consumer", "relay"),
+}
 STOP_GRACE_SECONDS = 20.0
 DEMO_PATIENT_ID = "00000000-0000-4000-8000-000000000001"
 
@@ -64,6 +74,8 @@ def service_environment(
         prefix = service.upper()
         env.setdefault(f"{prefix}_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / service}.db")
         env[f"{prefix}_HTTP_PORT"] = str(port_base + index)
+    # Waitlist looks patients up through booking's internal API.
+    env.setdefault("WAITLIST_BOOKING_URL", f"http://127.0.0.1:{env['BOOKING_HTTP_PORT']}")
     return env
 
 
@@ -85,7 +97,7 @@ def start_children(env: dict[str, str]) -> list[Child]:
             subprocess.Popen(_python(service, role), env=env, start_new_session=True),
         )
         for service in SERVICES
-        for role in ROLES
+        for role in ROLES[service]
     ]
 
 
