@@ -51,6 +51,7 @@ KNOWN_ADDITIONS: dict[tuple[str, str], frozenset[str]] = {
     ("booking", "0002"): frozenset({"patient"}),
     ("booking", "0003"): frozenset({"intake", "course", "hold", "appointment", "audit_entry"}),
     ("waitlist", "0001"): INFRA_TABLES,
+    ("waitlist", "0002"): frozenset({"entry", "block", "offer"}),
     ("billing", "0001"): INFRA_TABLES,
     ("notify", "0001"): INFRA_TABLES,
     ("notify", "0002"): frozenset({"notification"}),

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 from clinic_shared import migrations
 from clinic_shared.consumer import Handler
-from clinic_shared.logging import configure_logging
+from clinic_shared.duequeue import DueJob, run_dispatcher
+from clinic_shared.logging import configure_logging, get_logger
 from clinic_shared.policy import PolicyError, load_policy
 from clinic_shared.runtime import (
     Infrastructure,
@@ -24,6 +25,7 @@ from clinic_shared.runtime import (
 )
 from clinic_shared.settings import ServiceSettings
 
+log = get_logger(__name__)
 
 @dataclass
 class ServiceDefinition:
@@ -35,6 +37,8 @@ class ServiceDefinition:
     consumer_topics: list[str] = field(default_factory=list)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     seed: Callable[[Infrastructure], Awaitable[None]] | None = None
+    due_jobs: Sequence[DueJob] = ()
+    """The service's durable timers; with any, `dispatcher` works them."""
 
 
 def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
@@ -47,6 +51,8 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> No
     migrate.add_argument("revision", nargs="?", default="head")
     downgrade = sub.add_parser("downgrade", help="downgrade the database to a revision")
     downgrade.add_argument("revision", help="target revision, e.g. -1 or base")
+    if definition.due_jobs:
+        sub.add_parser("dispatcher", help="work the due-queues (durable timers) in the database")
     if definition.seed is not None:
         sub.add_parser("seed", help="load the demo clinic's data (idempotent)")
     args = parser.parse_args(argv)
@@ -98,6 +104,15 @@ async def _run_worker(
                 topics=definition.consumer_topics,
                 handlers=definition.handlers,
             )
+        elif command == "dispatcher":
+            log.info("dispatcher started", jobs=[job.name for job in definition.due_jobs])
+            applied = await run_dispatcher(
+                definition.due_jobs,
+                infra.uow_factory,
+                stop,
+                poll_interval=settings.dispatcher_poll_interval_seconds,
+            )
+            log.info("dispatcher stopped", applied=applied)
         elif command == "seed" and definition.seed is not None:
             await definition.seed(infra)
     finally:

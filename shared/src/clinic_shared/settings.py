@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     consumer_retry_base_seconds: float = 0.1
     consumer_retry_max_seconds: float = 5.0
     consumer_poll_timeout_ms: int = 500
+    dispatcher_poll_interval_seconds: float = 1.0
+    """How often a dispatcher looks for newly due rows when none was due."""
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     @property

@@ -13,6 +13,8 @@ class WaitlistSettings(ServiceSettings):
     service_name: str = "waitlist"
     database_url: str = "sqlite+aiosqlite:///.clinic/waitlist.db"
     http_port: int = 8002
+    booking_url: str = "http://127.0.0.1:8001"
+    """Booking's API, for its internal patient lookup (a service token signs each call)."""
 
 
 def load_settings() -> WaitlistSettings:

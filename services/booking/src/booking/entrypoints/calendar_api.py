@@ -16,10 +16,10 @@ from booking.adapters.repository import is_overlap_refusal
 from booking.domain.model import Actor, Appointment, AppointmentStatus, Course, Hold, HoldStatus
 from booking.entrypoints import schemas
 from booking.service_layer import calendar, holds
-from booking.service_layer.errors import CommandRefused, Conflict, InvalidRequest, NotFound
 from clinic_shared.auth import STAFF_ROLES, Principal, Role, ensure_patient_access, require_roles
 from clinic_shared.idempotency import run_idempotent
 from clinic_shared.problems import ProblemError
+from clinic_shared.refusals import answered as refusals_answered
 from clinic_shared.uow import SqlUnitOfWork, UnitOfWorkFactory
 
 SELF_OR_STAFF = require_roles(Role.PATIENT, *STAFF_ROLES)
@@ -28,18 +28,13 @@ FLOOR_STAFF = require_roles(Role.SCHEDULER, Role.CLINICIAN, Role.ADMIN)
 FEE_STAFF = require_roles(Role.SCHEDULER, Role.BILLING, Role.ADMIN)
 SCHEDULERS = require_roles(Role.SCHEDULER, Role.ADMIN)
 
-_STATUS_OF = {NotFound: 404, Conflict: 409, InvalidRequest: 422}
-_TITLES = {404: "Not found", 409: "Conflict", 422: "Invalid request"}
-
 
 @contextmanager
 def answered() -> Iterator[None]:
     """Service-layer refusals become problem responses; a lost race for a chair is a 409."""
     try:
-        yield
-    except CommandRefused as exc:
-        status = next((s for kind, s in _STATUS_OF.items() if isinstance(exc, kind)), 409)
-        raise ProblemError(status, exc.code, _TITLES[status], exc.detail, **exc.extra) from exc
+        with refusals_answered():
+            yield
     except DBAPIError as exc:
         if is_overlap_refusal(exc):
             raise ProblemError(

@@ -1,4 +1,4 @@
-"""`python -m waitlist api|consumer|relay|migrate`."""
+"""`python -m waitlist api|consumer|relay|dispatcher|migrate`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from waitlist.bootstrap import bootstrap
 from waitlist.config import load_settings
 from waitlist.entrypoints.api import create_app
 from waitlist.entrypoints.consumer import CONSUMED_TOPICS, EVENT_HANDLERS
+from waitlist.service_layer.offers import OfferExpiry
 
 SERVICE_DIR = Path(__file__).resolve().parents[3]
 
@@ -21,6 +22,7 @@ DEFINITION = ServiceDefinition(
     bootstrap=bootstrap,
     consumer_topics=CONSUMED_TOPICS,
     handlers=EVENT_HANDLERS,
+    due_jobs=[OfferExpiry()],
 )
 
 
