@@ -12,20 +12,27 @@ from pathlib import Path
 import httpx
 import pytest
 
+from billing.entrypoints.cli import SERVICE_DIR as BILLING_DIR
 from booking.entrypoints.cli import SERVICE_DIR as BOOKING_DIR
 from clinic_local._util import free_port
 from clinic_local.processes import ServiceProcess
 from clinic_shared import migrations
 from clinic_shared.auth import Role, issue_token
 from notify.entrypoints.cli import SERVICE_DIR as NOTIFY_DIR
+from waitlist.entrypoints.cli import SERVICE_DIR as WAITLIST_DIR
 
 SECRET = "e2e-secret-0123456789-0123456789-0123456789"
-SERVICE_DIRS = {"booking": BOOKING_DIR, "notify": NOTIFY_DIR}
+SERVICE_DIRS = {
+    "booking": BOOKING_DIR,
+    "waitlist": WAITLIST_DIR,
+    "billing": BILLING_DIR,
+    "notify": NOTIFY_DIR,
+}
 
 
 @dataclass
 class System:
-    """Databases, settings and processes for booking and notify."""
+    """Databases, settings and processes for the four services."""
 
     env: dict[str, str]
     urls: dict[str, str]
@@ -48,8 +55,16 @@ class System:
         return {"Authorization": f"Bearer {issue_token(SECRET, role, subject)}", **extra}
 
 
-def make_system(postgres_cluster, kafka_bootstrap: str, log_dir: Path, group: str = "") -> System:
-    env = {"CLINIC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CLINIC_JWT_SECRET": SECRET}
+def make_system(
+    postgres_cluster, kafka_bootstrap: str, log_dir: Path, group: str = "", topic_prefix: str = ""
+) -> System:
+    """One database per service; `topic_prefix` keeps this system's topics apart from others'
+    on the shared broker."""
+    env = {
+        "CLINIC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CLINIC_JWT_SECRET": SECRET,
+        "CLINIC_TOPIC_PREFIX": topic_prefix,
+    }
     urls, database_urls = {}, {}
     for service, service_dir in SERVICE_DIRS.items():
         url = postgres_cluster.create_database(f"e2e_{service}_{uuid.uuid4().hex[:8]}")
@@ -60,9 +75,10 @@ def make_system(postgres_cluster, kafka_bootstrap: str, log_dir: Path, group: st
         env[f"{prefix}_HTTP_PORT"] = str(port)
         env[f"{prefix}_RELAY_POLL_INTERVAL_SECONDS"] = "0.2"
         if group:
-            env[f"{prefix}_CONSUMER_GROUP"] = group
+            env[f"{prefix}_CONSUMER_GROUP"] = f"{group}-{service}"
         urls[service] = f"http://127.0.0.1:{port}"
         database_urls[service] = url
+    env["WAITLIST_BOOKING_URL"] = urls["booking"]
     return System(env, urls, database_urls, log_dir)
 
 

@@ -169,6 +169,7 @@ async def test_a_consumer_killed_mid_batch_while_another_joins_applies_every_eve
     isolated = await asyncio.to_thread(
         make_system, postgres_cluster, kafka_bootstrap, tmp_path, group=group
     )
+    group = isolated.env["NOTIFY_CONSUMER_GROUP"]  # the group, and the inbox's consumer name
     patient_ids = [uuid.uuid4() for _ in range(1500)]
     events = [
         Envelope.wrap(

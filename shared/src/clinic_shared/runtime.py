@@ -51,6 +51,11 @@ def build_infrastructure(
         producer=settings.service_name,
         clock=clock,
         dialect=engine.dialect.name,
+        topic=(
+            settings.common.topic(topic_for(settings.service_name))
+            if settings.common.topic_prefix
+            else None
+        ),
         policy=policy,
     )
     return Infrastructure(settings, engine, tables, clock, uow_factory, policy)
@@ -69,7 +74,9 @@ async def run_relay(
     settings = infra.settings
     bootstrap = settings.common.kafka_bootstrap_servers
     await ensure_topics(
-        bootstrap, [topic_for(settings.service_name)], settings.common.topic_partitions
+        bootstrap,
+        [settings.common.topic(topic_for(settings.service_name))],
+        settings.common.topic_partitions,
     )
     producer = make_producer(bootstrap, client_id=f"{settings.service_name}-relay")
     await producer.start()
@@ -101,6 +108,7 @@ async def run_consumer(
 ) -> None:
     settings = infra.settings
     bootstrap = settings.common.kafka_bootstrap_servers
+    topics = [settings.common.topic(topic) for topic in topics]
     await ensure_topics(bootstrap, topics, settings.common.topic_partitions)
     kafka_consumer = make_consumer(bootstrap, group)
     dlt_producer = make_producer(bootstrap, client_id=f"{group}-dlt")

@@ -18,6 +18,11 @@ class CommonSettings(BaseSettings):
     log_json: bool = True
     policy_file: str | None = None
     topic_partitions: int = 3
+    topic_prefix: str = ""
+    """Put before every topic name (e.g. `staging.`): systems sharing a broker stay apart."""
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
 
 
 class ServiceSettings(BaseSettings):
