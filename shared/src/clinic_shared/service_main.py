@@ -27,6 +27,7 @@ from clinic_shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
+
 @dataclass
 class ServiceDefinition:
     name: str

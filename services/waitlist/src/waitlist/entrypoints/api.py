@@ -26,6 +26,7 @@ from waitlist.adapters.booking_directory import BookingDirectory
 from waitlist.bootstrap import bootstrap
 from waitlist.config import WaitlistSettings
 from waitlist.domain.model import (
+    WEEKDAYS,
     Block,
     Entry,
     Offer,
@@ -76,7 +77,7 @@ def entry_out(entry: Entry, position: int | None = None) -> dict[str, Any]:
         family=entry.family.value,
         earliest_start=entry.earliest_start,
         preferences=schemas.PreferencesOut(
-            weekdays=sorted(entry.preferences.weekdays, key=schemas_weekday_order),
+            weekdays=sorted(entry.preferences.weekdays, key=WEEKDAYS.index),
             windows=[
                 schemas.WindowOut(start_time=_clock_text(w.start), end_time=_clock_text(w.end))
                 for w in entry.preferences.windows
@@ -89,10 +90,6 @@ def entry_out(entry: Entry, position: int | None = None) -> dict[str, Any]:
         first_infusion_at=entry.first_infusion_at,
         position=position,
     ).model_dump(mode="json")
-
-
-def schemas_weekday_order(day: str) -> int:
-    return ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].index(day)
 
 
 def slots_out(slots: list[Slot], tz: ZoneInfo) -> list[schemas.SlotOut]:
