@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from clinic_shared.auth import Role
 from clinic_shared.clock import FakeClock
 from clinic_shared.contracts.registry import topic_for
 from clinic_shared.db import create_engine
 from clinic_shared.duequeue import drain
-from clinic_shared.kafka import make_producer
+from clinic_shared.kafka import make_consumer, make_producer
 from clinic_shared.testing import read_topic
 from waitlist.bootstrap import bootstrap
 from waitlist.config import WaitlistSettings
@@ -276,9 +276,7 @@ async def test_decline_and_expiry_move_the_series_on(clinic):
 
 
 async def _caught_up(bootstrap_servers: str, group: str, topics: list[str]) -> bool:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
+    consumer = make_consumer(bootstrap_servers, group)  # never subscribes: reads offsets only
     await consumer.start()
     try:
         await consumer.topics()
