@@ -301,20 +301,22 @@ class WaitlistRepository:
             statement = statement.where(OFFER.c.status.in_([s.value for s in statuses]))
         return [_offer(row) for row in await self._rows(statement)]
 
-    async def entries_offered(self, block_id: UUID) -> set[UUID]:
-        """Entries this block was offered to, whatever came of it."""
+    async def entries_tried_and_busy(self, block_id: UUID) -> tuple[set[UUID], set[UUID]]:
+        """Entries this block was offered to (whatever came of it), and entries holding a live
+        offer of any block: one query."""
+        live = [s.value for s in LIVE_OFFER_STATUSES]
         rows = await self._session.execute(
-            sa.select(OFFER.c.entry_id).where(OFFER.c.block_id == block_id)
-        )
-        return set(rows.scalars())
-
-    async def entries_with_live_offers(self) -> set[UUID]:
-        rows = await self._session.execute(
-            sa.select(OFFER.c.entry_id).where(
-                OFFER.c.status.in_([s.value for s in LIVE_OFFER_STATUSES])
+            sa.select(OFFER.c.entry_id, OFFER.c.block_id, OFFER.c.status).where(
+                sa.or_(OFFER.c.block_id == block_id, OFFER.c.status.in_(live))
             )
         )
-        return set(rows.scalars())
+        tried, busy = set(), set()
+        for entry_id, offered_block, status in rows:
+            if offered_block == block_id:
+                tried.add(entry_id)
+            if status in live:
+                busy.add(entry_id)
+        return tried, busy
 
     async def claim_due_offer(self, now: datetime) -> UUID | None:
         """An open offer past its expiry, its block locked; blocks others hold are skipped."""

@@ -95,12 +95,9 @@ async def move_on(block: Block, uow: SqlUnitOfWork, repo: WaitlistRepository) ->
     """
     now = uow.clock.now()
     if block.first_start > now:
+        tried, busy = await repo.entries_tried_and_busy(block.id)
         context = MatchContext(
-            tz=uow.policy.clinic.tz,
-            booking=uow.policy.booking,
-            now=now,
-            tried=await repo.entries_offered(block.id),
-            busy=await repo.entries_with_live_offers(),
+            tz=uow.policy.clinic.tz, booking=uow.policy.booking, now=now, tried=tried, busy=busy
         )
         queue = await repo.entries(statuses=[EntryStatus.ACTIVE], family=block.family)
         for candidate in candidates(block, queue, context):
@@ -146,8 +143,9 @@ async def make_offer(
         manual=manual,
         made_by=made_by,
     )
-    block.status = BlockStatus.OFFERED
-    await repo.save_block(block)
+    if block.status is not BlockStatus.OFFERED:
+        block.status = BlockStatus.OFFERED
+        await repo.save_block(block)
     await repo.add_offer(offer)
     await uow.publish(
         waitlist.OfferMade(
