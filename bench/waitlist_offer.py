@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 from _bare_relay import BareRelay
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from clinic_local._util import free_port
@@ -53,6 +53,7 @@ from clinic_local.postgres import PostgresCluster, to_raw_dsn
 from clinic_local.processes import ServiceProcess
 from clinic_shared.auth import Role, issue_token
 from clinic_shared.contracts.registry import topic_for
+from clinic_shared.kafka import make_consumer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "waitlist_offer.json"
@@ -265,7 +266,8 @@ class Quiet:
         self._system = system
         self._bootstrap = bootstrap
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-quiet")
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-quiet")
+        # Reads end offsets only; it never subscribes, so its group never joins.
+        self._offsets = make_consumer(bootstrap, f"bench-quiet-{uuid.uuid4().hex[:8]}")
         self.db: dict[str, asyncpg.Connection] = {}
         self._started = False
 

@@ -1,9 +1,9 @@
 """Outbox relay: publishes committed outbox rows to Kafka, in order per key, once in effect.
 
-Rows are spread over lanes by key. For each lane with unsent rows the relay opens a
-transaction, claims the lane row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so another relay
-moves on to another lane instead of waiting; on SQLite the immediate transaction serialises
-relays), publishes the lane's oldest unsent rows in id order, waits for every acknowledgement
+Rows are spread over lanes by key. In each pass the relay opens one transaction, claims every
+lane row with unsent rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so another relay takes the
+lanes this one does not hold instead of waiting; on SQLite the immediate transaction serialises
+relays), publishes those lanes' oldest unsent rows in id order, waits for every acknowledgement
 (`acks="all"`), marks them sent and commits. A relay that dies after publishing and before
 committing publishes those rows again: consumers drop the duplicates through their inbox.
 """
@@ -88,37 +88,33 @@ class OutboxRelay:
             log.warning("outbox relay cannot LISTEN, polling instead", error=type(exc).__name__)
             return None
 
-    async def pending_lanes(self) -> list[int]:
-        outbox = self._tables.outbox
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(outbox.c.lane).where(outbox.c.sent_at.is_(None)).distinct()
-            )
-            return sorted(r[0] for r in rows)
-
     async def drain_once(self) -> int:
-        """One pass over every lane with unsent rows; the number of rows published."""
-        total = 0
-        for lane in await self.pending_lanes():
-            total += await self.publish_lane(lane)
+        """One pass: every lane with unsent rows that no other relay holds, in one transaction;
+        the number of rows published."""
+        total = await self.publish_pending()
         self.published += total
         return total
 
-    async def publish_lane(self, lane: int) -> int:
+    async def publish_pending(self) -> int:
         outbox, lanes = self._tables.outbox, self._tables.outbox_lane
         async with self._engine.connect() as conn, conn.begin():
-            claimed = await conn.execute(
-                sa.select(lanes.c.lane)
-                .where(lanes.c.lane == lane)
-                .with_for_update(skip_locked=True)
-            )
-            if claimed.first() is None:
-                return 0  # another relay owns this lane right now
+            pending = sa.select(outbox.c.lane).where(outbox.c.sent_at.is_(None)).distinct()
+            claimed = [
+                row[0]
+                for row in await conn.execute(
+                    sa.select(lanes.c.lane)
+                    .where(lanes.c.lane.in_(pending))
+                    .order_by(lanes.c.lane)
+                    .with_for_update(skip_locked=True)  # lanes other relays hold are skipped
+                )
+            ]
+            if not claimed:
+                return 0
             rows = (
                 (
                     await conn.execute(
                         sa.select(outbox)
-                        .where(outbox.c.lane == lane, outbox.c.sent_at.is_(None))
+                        .where(outbox.c.lane.in_(claimed), outbox.c.sent_at.is_(None))
                         .order_by(outbox.c.id)
                         .limit(self._batch_size)
                     )

@@ -78,7 +78,8 @@ async def run_relay(
         [settings.common.topic(topic_for(settings.service_name))],
         settings.common.topic_partitions,
     )
-    producer = make_producer(bootstrap, client_id=f"{settings.service_name}-relay")
+    # No linger: a relay pass queues all its rows before it waits, so lingering batches nothing.
+    producer = make_producer(bootstrap, client_id=f"{settings.service_name}-relay", linger_ms=0)
     await producer.start()
     relay = OutboxRelay(
         engine=infra.engine,
