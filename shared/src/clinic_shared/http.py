@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -123,8 +123,10 @@ def create_service_app(
     infra: Infrastructure,
     title: str,
     description: str,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
-    """A service's FastAPI app with everything but its own routes."""
+    """A service's FastAPI app with everything but its own routes; `on_shutdown` closes what
+    the service's own routes opened (e.g. an HTTP client to another service)."""
     service = settings.service_name
     engine = infra.engine
     probe = BrokerProbe(settings.common.kafka_bootstrap_servers)
@@ -132,6 +134,8 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        for close in on_shutdown:
+            await close()
         await probe.close()
         await infra.dispose()
 

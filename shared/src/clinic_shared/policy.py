@@ -137,6 +137,13 @@ class ProtocolPolicy(_Strict):
     def is_infusion(self) -> bool:
         return self.resource is Resource.CHAIR
 
+    def family_for(self, condition: str | None) -> Family | None:
+        """The family a course of this protocol counts in: its own, or for a by-condition
+        protocol (maintenance) the patient's condition, when that is mood or pain; else None."""
+        if self.family is not Family.BY_CONDITION:
+            return self.family
+        return Family(condition) if condition in (Family.MOOD, Family.PAIN) else None
+
 
 class CancellationPolicy(_Strict):
     window_hours: int = Field(ge=0, le=24 * 14)

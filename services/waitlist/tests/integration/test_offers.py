@@ -331,3 +331,31 @@ async def test_one_released_block_delivered_to_two_consumers_at_once_is_offered_
     assert sorted(applied) == [False, True]
     offers = [o for p in patients for o in await desk.offers(p)]
     assert len(offers) == 1
+
+
+async def test_waitlist_events_carry_ids_protocols_times_and_outcomes_only(desk):
+    """No names, contact data, preferences or conditions leave the waitlist in an event."""
+    patients = [desk.new_patient(condition="pain") for _ in range(3)]
+    await desk.waiting(patients[0], windows=[("08:00", "12:00")])
+    await desk.waiting(patients[1], "mood_booster")
+    await desk.waiting(patients[2])
+    await desk.release()
+    offer = await desk.only_offer(patients[0])
+    await desk.accept(offer)
+    await desk.rejected(offer, "intake_not_cleared")
+    await desk.decline(await desk.only_offer(patients[2]))
+    allowed = {
+        "offer_id", "entry_id", "patient_id", "hold_id", "block_id", "course_id",
+        "appointment_ids", "protocol", "first_slot_start", "expires_at", "made_at", "manual",
+        "booked_at", "outcome", "reason", "closed_at", "accepted_at", "decided_at",
+    }  # fmt: skip
+    events = await desk.events()
+    assert {e["event_type"] for e in events} >= {
+        "waitlist.offer.made.v1",
+        "waitlist.offer.accepted.v1",
+        "waitlist.offer.closed.v1",
+        "waitlist.slots.unclaimed.v1",
+    }
+    for event in events:
+        assert set(event["payload"]) <= allowed, event["event_type"]
+        assert "pain" not in str(event["payload"])  # the patients' condition

@@ -64,21 +64,19 @@ def protocol_family(policy: BookingPolicy, protocol: str, condition: Family | No
     The condition must then be mood or pain: without one the course cannot be sized
     (`condition_required`), and any other family is refused (`invalid_condition`).
     """
-    rules = _protocol(policy, protocol)
-    if rules.family is not Family.BY_CONDITION:
-        return rules.family
+    family = _protocol(policy, protocol).family_for(condition)
+    if family is not None:
+        return family
     if condition is None:
         raise CourseRuleViolation(
             "condition_required",
             f"{protocol} lasts as long as the patient's condition requires (mood or pain), "
             "and no condition is on file",
         )
-    if condition not in (Family.MOOD, Family.PAIN):
-        raise CourseRuleViolation(
-            "invalid_condition",
-            f"{protocol} needs the patient's condition as mood or pain, not {condition.value}",
-        )
-    return condition
+    raise CourseRuleViolation(
+        "invalid_condition",
+        f"{protocol} needs the patient's condition as mood or pain, not {condition.value}",
+    )
 
 
 def chair_time(

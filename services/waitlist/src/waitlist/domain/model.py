@@ -268,9 +268,7 @@ def protocol_family(booking: BookingPolicy, protocol: str, condition: str | None
     policy = booking.protocols.get(protocol)
     if policy is None or not policy.is_infusion:
         return None
-    if policy.family is Family.BY_CONDITION:
-        return Family(condition) if condition in (Family.MOOD, Family.PAIN) else None
-    return policy.family
+    return policy.family_for(condition)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from clinic_shared.clock import Clock
 from clinic_shared.http import create_service_app
 from clinic_shared.idempotency import run_idempotent
 from clinic_shared.problems import ProblemError
-from clinic_shared.refusals import NotFound, answered
+from clinic_shared.refusals import answered
 from clinic_shared.settings import ServiceSettings
 from clinic_shared.uow import SqlUnitOfWork
 from waitlist.adapters.booking_directory import BookingDirectory
@@ -146,17 +146,17 @@ def create_app(
     infra = bootstrap(settings, clock)
     uow_factory = infra.uow_factory
     tz = infra.policy.clinic.tz
+    closers = []
     if directory is None:
-        booking_url = (
-            settings.booking_url
-            if isinstance(settings, WaitlistSettings)
-            else "http://127.0.0.1:8001"
-        )
-        directory = BookingDirectory(booking_url, settings.jwt_secret)
+        if not isinstance(settings, WaitlistSettings):
+            raise TypeError("the waitlist needs WaitlistSettings to reach booking")
+        booking = BookingDirectory(settings.booking_url, settings.jwt_secret)
+        directory, closers = booking, [booking.close]
     patients: PatientDirectory = directory
     app = create_service_app(
         settings=settings,
         infra=infra,
+        on_shutdown=closers,
         title="Clinic waitlist",
         description=(
             "Waitlist entries in priority order, offers of slots released by cancellations "
@@ -284,6 +284,19 @@ def create_app(
                 offer = await offers.get_offer(offer_id, requester(principal), uow)
         return offer_out(offer, tz)
 
+    async def answer_offer(
+        answer: offers.Answer, status: int, offer_id: UUID, request: Request, principal: Principal
+    ) -> JSONResponse:
+        """The patient's (or a scheduler's) answer to an offer, honouring Idempotency-Key."""
+        asker = requester(principal)
+
+        async def action(uow: SqlUnitOfWork) -> tuple[int, dict[str, Any]]:
+            with answered():
+                offer = await answer(offer_id, asker, uow)
+            return status, offer_out(offer, tz)
+
+        return await run_idempotent(request, uow_factory, principal, {}, action)
+
     @app.post(
         "/v1/offers/{offer_id}/accept",
         status_code=202,
@@ -296,14 +309,7 @@ def create_app(
         principal: Annotated[Principal, Depends(SELF_OR_SCHEDULER)],
     ) -> JSONResponse:
         """202: booking books the held slots; the offer reads `accepted` once it has."""
-        asker = requester(principal)
-
-        async def action(uow: SqlUnitOfWork) -> tuple[int, dict[str, Any]]:
-            with answered():
-                offer = await offers.accept(offer_id, asker, uow)
-            return 202, offer_out(offer, tz)
-
-        return await run_idempotent(request, uow_factory, principal, {}, action)
+        return await answer_offer(offers.accept, 202, offer_id, request, principal)
 
     @app.post("/v1/offers/{offer_id}/decline", response_model=schemas.OfferOut, tags=["offers"])
     async def decline_offer(
@@ -312,14 +318,7 @@ def create_app(
         principal: Annotated[Principal, Depends(SELF_OR_SCHEDULER)],
     ) -> JSONResponse:
         """The offer closes and the slots go to the next matching entry."""
-        asker = requester(principal)
-
-        async def action(uow: SqlUnitOfWork) -> tuple[int, dict[str, Any]]:
-            with answered():
-                offer = await offers.decline(offer_id, asker, uow)
-            return 200, offer_out(offer, tz)
-
-        return await run_idempotent(request, uow_factory, principal, {}, action)
+        return await answer_offer(offers.decline, 200, offer_id, request, principal)
 
     @app.post("/v1/offers", status_code=201, response_model=schemas.OfferOut, tags=["offers"])
     async def manual_offer(
@@ -353,11 +352,9 @@ def create_app(
     async def get_block(
         block_id: UUID, principal: Annotated[Principal, Depends(QUEUE_STAFF)]
     ) -> dict[str, Any]:
-        async with uow_factory() as uow:
-            block = await offers.repository(uow).get_block(block_id)
-        if block is None:
-            with answered():
-                raise NotFound("block")
+        with answered():
+            async with uow_factory() as uow:
+                block = await offers.get_block(block_id, uow)
         return block_out(block, tz)
 
     @app.get("/v1/figures", tags=["figures"])

@@ -18,6 +18,7 @@ backs that up. Handlers check the state they find, so a redelivered event change
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -61,6 +62,10 @@ class Requester:
 
     def may_see(self, patient_id: UUID) -> bool:
         return self.patient_id is None or self.patient_id == patient_id
+
+
+Answer = Callable[[UUID, Requester, SqlUnitOfWork], Awaitable[Offer]]
+"""A patient's answer to an offer: `accept` or `decline`."""
 
 
 # the block's way through the queue -----------------------------------------------------------
@@ -379,6 +384,13 @@ async def withdraw(
 
 async def list_blocks(uow: SqlUnitOfWork) -> list[Block]:
     return await repository(uow).blocks()
+
+
+async def get_block(block_id: UUID, uow: SqlUnitOfWork) -> Block:
+    block = await repository(uow).get_block(block_id)
+    if block is None:
+        raise NotFound("block")
+    return block
 
 
 async def get_offer(offer_id: UUID, requester: Requester, uow: SqlUnitOfWork) -> Offer:
