@@ -13,6 +13,7 @@ echo "== ruff format";   $UV run --frozen ruff format --check --quiet .
 echo "== mypy";          $UV run --frozen mypy
 echo "== import-linter"; $UV run --frozen lint-imports --no-cache
 echo "== Kafka jars";    $UV run --frozen python -m clinic_local.kafka fetch
+echo "== stripe-mock";   $UV run --frozen python -m clinic_local.stripe_mock fetch
 
 echo "== pytest"
 set +e

@@ -53,6 +53,22 @@ KNOWN_ADDITIONS: dict[tuple[str, str], frozenset[str]] = {
     ("waitlist", "0001"): INFRA_TABLES,
     ("waitlist", "0002"): frozenset({"entry", "block", "offer"}),
     ("billing", "0001"): INFRA_TABLES,
+    ("billing", "0002"): frozenset(
+        {
+            "price_book",
+            "processor_customer",
+            "payment_method",
+            "course",
+            "charge",
+            "charge_attempt",
+            "financing_plan",
+            "refund",
+            "ledger_entry",
+            "chargeback",
+            "webhook_event",
+            "settlement_report",
+        }
+    ),
     ("notify", "0001"): INFRA_TABLES,
     ("notify", "0002"): frozenset({"notification"}),
 }

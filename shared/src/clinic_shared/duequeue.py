@@ -29,6 +29,14 @@ class DueJob(Protocol):
         ...
 
 
+async def close_jobs(jobs: Sequence[DueJob]) -> None:
+    """Release what the jobs hold (a processor's HTTP client): jobs that hold any have `close`."""
+    for job in jobs:
+        close = getattr(job, "close", None)
+        if close is not None:
+            await close()
+
+
 async def drain(jobs: Sequence[DueJob], uow_factory: UnitOfWorkFactory, limit: int = 1000) -> int:
     """Work every job until nothing is due (or `limit` rows each); how many rows were applied."""
     applied = 0

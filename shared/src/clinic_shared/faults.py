@@ -10,6 +10,8 @@ from pathlib import Path
 
 RELAY_BEFORE_PUBLISH = "relay.before_publish"
 RELAY_AFTER_PUBLISH = "relay.after_publish"
+BILLING_AFTER_PROCESSOR_CHARGE = "billing.after_processor_charge"
+"""The processor answered a charge; billing has not committed what it said."""
 
 
 def armed(point: str) -> bool:

@@ -252,10 +252,36 @@ class InstallmentRetry(_Strict):
     over_days: int = Field(ge=0, le=60)
 
 
+class PriceTier(_Strict):
+    from_ordinal: int = Field(ge=1)
+    cents: Cents
+
+
+class InitialPriceBook(_Strict):
+    infusions: dict[Literal["mood", "pain"], list[PriceTier]]
+    consults: dict[str, Cents]
+
+    @model_validator(mode="after")
+    def _tiers_start_at_one_and_rise(self) -> Self:
+        for family, tiers in self.infusions.items():
+            ordinals = [t.from_ordinal for t in tiers]
+            if not ordinals or ordinals[0] != 1:
+                raise ValueError(f"{family}: the first tier must start at ordinal 1")
+            if any(b <= a for a, b in pairwise(ordinals)):
+                raise ValueError(f"{family}: tiers must start at rising ordinals")
+        return self
+
+
 class BillingPolicy(_Strict):
     currency: Literal["usd"]
     installment_counts: list[Annotated[int, Field(ge=2, le=60)]]
     installment_retry: InstallmentRetry
+    price_book: InitialPriceBook
+
+    def retry_offsets_days(self) -> list[int]:
+        """Days after the due date on which a failed installment is tried again, spread evenly."""
+        attempts, days = self.installment_retry.attempts, self.installment_retry.over_days
+        return [(days * k + attempts // 2) // attempts for k in range(1, attempts + 1)]
 
 
 class QuietHours(_Strict):

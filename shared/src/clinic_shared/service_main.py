@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from clinic_shared import migrations
 from clinic_shared.consumer import Handler
-from clinic_shared.duequeue import DueJob, run_dispatcher
+from clinic_shared.duequeue import DueJob, close_jobs, run_dispatcher
 from clinic_shared.logging import configure_logging, get_logger
 from clinic_shared.policy import PolicyError, load_policy
 from clinic_shared.runtime import (
@@ -38,8 +38,8 @@ class ServiceDefinition:
     consumer_topics: list[str] = field(default_factory=list)
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     seed: Callable[[Infrastructure], Awaitable[None]] | None = None
-    due_jobs: Sequence[DueJob] = ()
-    """The service's durable timers; with any, `dispatcher` works them."""
+    due_jobs: Callable[[ServiceSettings], Sequence[DueJob]] | None = None
+    """Builds the service's durable timers from its settings; with any, `dispatcher` works them."""
 
 
 def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
@@ -52,7 +52,7 @@ def main(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> No
     migrate.add_argument("revision", nargs="?", default="head")
     downgrade = sub.add_parser("downgrade", help="downgrade the database to a revision")
     downgrade.add_argument("revision", help="target revision, e.g. -1 or base")
-    if definition.due_jobs:
+    if definition.due_jobs is not None:
         sub.add_parser("dispatcher", help="work the due-queues (durable timers) in the database")
     if definition.seed is not None:
         sub.add_parser("seed", help="load the demo clinic's data (idempotent)")
@@ -105,14 +105,18 @@ async def _run_worker(
                 topics=definition.consumer_topics,
                 handlers=definition.handlers,
             )
-        elif command == "dispatcher":
-            log.info("dispatcher started", jobs=[job.name for job in definition.due_jobs])
-            applied = await run_dispatcher(
-                definition.due_jobs,
-                infra.uow_factory,
-                stop,
-                poll_interval=settings.dispatcher_poll_interval_seconds,
-            )
+        elif command == "dispatcher" and definition.due_jobs is not None:
+            jobs = definition.due_jobs(settings)
+            log.info("dispatcher started", jobs=[job.name for job in jobs])
+            try:
+                applied = await run_dispatcher(
+                    jobs,
+                    infra.uow_factory,
+                    stop,
+                    poll_interval=settings.dispatcher_poll_interval_seconds,
+                )
+            finally:
+                await close_jobs(jobs)
             log.info("dispatcher stopped", applied=applied)
         elif command == "seed" and definition.seed is not None:
             await definition.seed(infra)

@@ -16,6 +16,7 @@ import pytest
 
 from clinic_local.kafka import KafkaBroker
 from clinic_local.postgres import ExternalPostgres, PostgresCluster
+from clinic_local.stripe_mock import StripeMock, external_url
 
 KAFKA_ENV = "CLINIC_TEST_KAFKA_BOOTSTRAP"
 POSTGRES_ENV = "CLINIC_TEST_POSTGRES_DSN"
@@ -55,6 +56,22 @@ def kafka_broker(request: pytest.FixtureRequest) -> KafkaBroker:
         )
     broker: KafkaBroker = request.getfixturevalue("_clinic_local_kafka_broker")
     return broker
+
+
+@pytest.fixture(scope="session")
+def stripe_mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://host:port`` of stripe-mock: ``$CLINIC_TEST_STRIPE_MOCK_URL`` (or
+    ``$STRIPE_MOCK_URL``) when set, otherwise one launched for the session."""
+    external = external_url()
+    if external:
+        yield external
+        return
+    mock = StripeMock(tmp_path_factory.mktemp("stripe-mock"))
+    mock.start()
+    try:
+        yield mock.url
+    finally:
+        mock.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ DEFINITION = ServiceDefinition(
     bootstrap=bootstrap,
     consumer_topics=CONSUMED_TOPICS,
     handlers=EVENT_HANDLERS,
-    due_jobs=[OfferExpiry()],
+    due_jobs=lambda _settings: [OfferExpiry()],
 )
 
 
