@@ -127,6 +127,7 @@ def upgrade() -> None:
     sa.Column('exp_month', sa.Integer(), nullable=True),
     sa.Column('exp_year', sa.Integer(), nullable=True),
     sa.Column('created_at', UtcDateTime(), nullable=False),
+    sa.Column('is_default', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('payment_method', schema=None) as batch_op:

@@ -58,6 +58,8 @@ class PaymentMethodRow(BillingTable, table=True):
     exp_month: int | None = None
     exp_year: int | None = None
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    is_default: bool = True
+    """The card charges go to: the one saved last."""
 
 
 class CourseRow(BillingTable, table=True):

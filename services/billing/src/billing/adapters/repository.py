@@ -175,20 +175,26 @@ class BillingRepository:
             )
 
     async def add_payment_method(self, method: SavedPaymentMethod) -> None:
+        """Saved as the patient's default card; the one before stays on file, not charged."""
+        await self._session.execute(
+            sa.update(PAYMENT_METHOD)
+            .where(PAYMENT_METHOD.c.patient_id == method.patient_id)
+            .values(is_default=False)
+        )
         await self._session.execute(sa.insert(PAYMENT_METHOD).values(**dataclasses.asdict(method)))
 
     async def payment_methods(self, patient_id: UUID) -> list[SavedPaymentMethod]:
         rows = await self._session.execute(
             sa.select(PAYMENT_METHOD)
             .where(PAYMENT_METHOD.c.patient_id == patient_id)
-            .order_by(PAYMENT_METHOD.c.created_at.desc(), PAYMENT_METHOD.c.id)
+            .order_by(PAYMENT_METHOD.c.is_default.desc(), PAYMENT_METHOD.c.created_at.desc())
         )
         return [SavedPaymentMethod(**row._mapping) for row in rows]
 
     async def card_on_file(self, patient_id: UUID) -> SavedPaymentMethod | None:
         """The card charges go to: the one saved last."""
         methods = await self.payment_methods(patient_id)
-        return methods[0] if methods else None
+        return methods[0] if methods and methods[0].is_default else None
 
     # courses ---------------------------------------------------------------------------------
 

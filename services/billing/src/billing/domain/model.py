@@ -235,6 +235,7 @@ class SavedPaymentMethod:
     created_at: datetime
     exp_month: int | None = None
     exp_year: int | None = None
+    is_default: bool = True
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def method_out(method: SavedPaymentMethod) -> dict[str, Any]:
         exp_month=method.exp_month,
         exp_year=method.exp_year,
         created_at=method.created_at,
+        is_default=method.is_default,
     ).model_dump(mode="json")
 
 

@@ -56,6 +56,8 @@ class PaymentMethodOut(BaseModel):
     exp_month: int | None
     exp_year: int | None
     created_at: datetime
+    is_default: bool
+    """Charges go to this card."""
 
 
 class LedgerEntryOut(BaseModel):
