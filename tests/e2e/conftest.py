@@ -22,6 +22,7 @@ from notify.entrypoints.cli import SERVICE_DIR as NOTIFY_DIR
 from waitlist.entrypoints.cli import SERVICE_DIR as WAITLIST_DIR
 
 SECRET = "e2e-secret-0123456789-0123456789-0123456789"
+WEBHOOK_SECRET = "whsec_e2e_0123456789abcdef"
 SERVICE_DIRS = {
     "booking": BOOKING_DIR,
     "waitlist": WAITLIST_DIR,
@@ -79,6 +80,10 @@ def make_system(
         urls[service] = f"http://127.0.0.1:{port}"
         database_urls[service] = url
     env["WAITLIST_BOOKING_URL"] = urls["booking"]
+    env["BILLING_BOOKING_URL"] = urls["booking"]
+    env["BILLING_SANDBOX_STORE"] = str(log_dir / "card-sandbox.db")
+    env["BILLING_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    env["BILLING_DISPATCHER_POLL_INTERVAL_SECONDS"] = "0.2"
     return System(env, urls, database_urls, log_dir)
 
 
