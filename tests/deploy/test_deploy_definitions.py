@@ -71,11 +71,17 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 # (durable timers in its database), which only such a service's command line offers.
 COMMON_ROLES = ("api", "consumer", "relay")
 DISPATCHER = "dispatcher"
-SERVICES_WITH_DUE_QUEUES = {"waitlist"}  # offer expiry
+SERVICES_WITH_DUE_QUEUES = {"waitlist", "billing"}  # offer expiry; card charges and refunds
 # The APIs a service calls, as the setting that holds the address: (caller, callee) -> name.
-SERVICE_URL_SETTINGS = {("waitlist", "booking"): "WAITLIST_BOOKING_URL"}
+SERVICE_URL_SETTINGS = {
+    ("waitlist", "booking"): "WAITLIST_BOOKING_URL",
+    ("billing", "booking"): "BILLING_BOOKING_URL",
+}
 # The roles of the caller that call the callee's API (its relay only publishes the outbox).
-SERVICE_URL_ROLES = {("waitlist", "booking"): ("api", "consumer", DISPATCHER)}
+SERVICE_URL_ROLES = {
+    ("waitlist", "booking"): ("api", "consumer", DISPATCHER),
+    ("billing", "booking"): ("api",),  # superbills
+}
 
 
 # --- the services' command lines ------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Starts the local Apache Kafka broker (its data kept in the data directory, so a restart loses
 nothing), migrates one SQLite file per service, seeds the demo clinic, then runs each service's
-roles (ROLES: every service's api, consumer and relay, and waitlist's dispatcher, which runs its
-due-queues) as child processes. Waitlist finds booking's internal API through
-WAITLIST_BOOKING_URL, booking's local port unless set. Ctrl-C (or SIGTERM) stops the children,
+roles (ROLES: every service's api, consumer and relay, and the dispatchers of waitlist and
+billing, which run their due-queues) as child processes. Waitlist and billing find booking's
+internal API through WAITLIST_BOOKING_URL and BILLING_BOOKING_URL, booking's local port unless
+set. Billing charges the card sandbox (test cards only) unless BILLING_GATEWAY says otherwise,
+and signs its webhooks with a secret generated once for the data directory. Ctrl-C (or SIGTERM) stops the children,
 then the broker, and exits 0. A child that dies on its own stops the whole system with exit
 code 1.
 """
@@ -33,7 +35,7 @@ SERVICES = ("booking", "waitlist", "billing", "notify")
 ROLES: dict[str, tuple[str, ...]] = {
     "booking": ("api", "consumer", "relay"),
     "waitlist": ("api", "consumer", "relay", "dispatcher"),
-    "billing": ("api", "consumer", "relay"),
+    "billing": ("api", "consumer", "relay", "dispatcher"),
     "notify": ("api", "consumer", "relay"),
 }
 STOP_GRACE_SECONDS = 20.0
@@ -48,10 +50,12 @@ class Child:
 
 def jwt_secret(data_dir: Path) -> str:
     """The signing secret: from CLINIC_JWT_SECRET, else one generated once for this data dir."""
-    from_env = os.environ.get("CLINIC_JWT_SECRET")
-    if from_env:
-        return from_env
-    path = data_dir / "jwt-secret"
+    return os.environ.get("CLINIC_JWT_SECRET") or generated_secret(data_dir, "jwt-secret")
+
+
+def generated_secret(data_dir: Path, name: str) -> str:
+    """A secret made once for this data directory (mode 0600), never kept in the repository."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(48))
@@ -74,8 +78,12 @@ def service_environment(
         prefix = service.upper()
         env.setdefault(f"{prefix}_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / service}.db")
         env[f"{prefix}_HTTP_PORT"] = str(port_base + index)
-    # Waitlist looks patients up through booking's internal API.
-    env.setdefault("WAITLIST_BOOKING_URL", f"http://127.0.0.1:{env['BOOKING_HTTP_PORT']}")
+    # Waitlist and billing look patients up through booking's internal API.
+    booking_url = f"http://127.0.0.1:{env['BOOKING_HTTP_PORT']}"
+    env.setdefault("WAITLIST_BOOKING_URL", booking_url)
+    env.setdefault("BILLING_BOOKING_URL", booking_url)
+    env.setdefault("BILLING_SANDBOX_STORE", str(data_dir / "card-sandbox.db"))
+    env.setdefault("BILLING_WEBHOOK_SECRET", generated_secret(data_dir, "webhook-secret"))
     return env
 
 

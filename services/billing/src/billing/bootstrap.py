@@ -19,7 +19,7 @@ def bootstrap(settings: ServiceSettings, clock: Clock | None = None) -> Infrastr
 
 def build_gateway(settings: BillingSettings) -> CardGateway:
     if settings.gateway == "stripe":
-        if settings.stripe_api_key is None:
+        if settings.stripe_api_key is None or not settings.stripe_api_key.get_secret_value():
             raise SystemExit("billing: BILLING_GATEWAY=stripe needs BILLING_STRIPE_API_KEY")
         return StripeGateway(
             settings.stripe_api_key.get_secret_value(), base_url=settings.stripe_api_base
