@@ -160,9 +160,7 @@ class Till:
         return await drain([CardCharges(self.gateway), RefundSubmissions(self.gateway)], factory)
 
     async def charges(self, patient_id: str) -> list[dict[str, Any]]:
-        response = await self.client.get(
-            f"/v1/patients/{patient_id}/charges", headers=self.billing
-        )
+        response = await self.client.get(f"/v1/patients/{patient_id}/charges", headers=self.billing)
         assert response.status_code == 200, response.text
         return list(response.json())
 
@@ -184,7 +182,10 @@ class Till:
         return await self.client.post(
             "/v1/webhooks/processor",
             content=body,
-            headers={"Stripe-Signature": sign(body, secret, stamp), "Content-Type": "application/json"},
+            headers={
+                "Stripe-Signature": sign(body, secret, stamp),
+                "Content-Type": "application/json",
+            },
         )
 
     @staticmethod
@@ -201,7 +202,8 @@ class Till:
 async def till(database_url: str, jwt_secret: str, tmp_path: Path) -> AsyncIterator[Till]:
     await migrate(SERVICE_DIR, database_url)
     settings = BillingSettings(
-        database_url=database_url, webhook_secret=WEBHOOK_SECRET  # type: ignore[arg-type]
+        database_url=database_url,
+        webhook_secret=WEBHOOK_SECRET,  # type: ignore[arg-type]
     )
     clock = FakeClock(NOW)
     directory = FakeDirectory()

@@ -100,7 +100,9 @@ async def test_a_completed_infusion_delivered_ten_times_is_charged_once(till):
     for _ in range(9):
         assert not await till.deliver(event, envelope=envelope)
     for _ in range(3):  # booking publishing the same fact again under new event ids
-        assert await till.deliver(event, envelope=Envelope.wrap(event, occurred_at=till.clock.now()))
+        assert await till.deliver(
+            event, envelope=Envelope.wrap(event, occurred_at=till.clock.now())
+        )
     assert await till.run_due() == 1
     assert await till.run_due() == 0
     charges = await till.charges(patient)
@@ -194,9 +196,12 @@ async def test_late_cancellation_and_no_show_fees_are_charged_unless_waived(till
     # waived after it was paid: refunded in full
     await till.deliver(
         booking.FeeWaived(
-            appointment_id=no_show.appointment_id, course_id=no_show.course_id, patient_id=pid,
-            fee_kind="no_show", waived_at=till.clock.now(),
-        )  # fmt: skip
+            appointment_id=no_show.appointment_id,
+            course_id=no_show.course_id,
+            patient_id=pid,
+            fee_kind="no_show",
+            waived_at=till.clock.now(),
+        )
     )
     await till.run_due()
     ledger = await till.ledger(patient)
@@ -215,9 +220,12 @@ async def test_a_fee_waived_before_it_is_paid_is_never_charged(till):
     await till.deliver(no_show)
     await till.deliver(
         booking.FeeWaived(
-            appointment_id=no_show.appointment_id, course_id=no_show.course_id, patient_id=pid,
-            fee_kind="no_show", waived_at=till.clock.now(),
-        )  # fmt: skip
+            appointment_id=no_show.appointment_id,
+            course_id=no_show.course_id,
+            patient_id=pid,
+            fee_kind="no_show",
+            waived_at=till.clock.now(),
+        )
     )
     await till.run_due()
     [fee] = await till.charges(patient)
@@ -231,9 +239,13 @@ async def test_an_info_consult_is_charged_and_a_phone_consult_is_free(till):
     for protocol in ("info_consult", "phone_consult"):
         await till.deliver(
             booking.ConsultCompleted(
-                appointment_id=uuid.uuid4(), course_id=uuid.uuid4(), patient_id=uuid.UUID(patient),
-                protocol=protocol, start=till.clock.now(), completed_at=till.clock.now(),
-            )  # fmt: skip
+                appointment_id=uuid.uuid4(),
+                course_id=uuid.uuid4(),
+                patient_id=uuid.UUID(patient),
+                protocol=protocol,
+                start=till.clock.now(),
+                completed_at=till.clock.now(),
+            )
         )
     await till.run_due()
     assert [(c["kind"], c["amount_cents"], c["status"]) for c in await till.charges(patient)] == [

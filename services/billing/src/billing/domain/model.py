@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -159,8 +159,8 @@ def due_dates(first: date, count: int) -> list[date]:
 
 
 def start_of_day(day: date, zone: ZoneInfo) -> datetime:
-    """When a calendar date in the clinic's zone begins (installments fall due then)."""
-    return datetime.combine(day, time(0, 0), tzinfo=zone)
+    """When a calendar date in the clinic's zone begins (installments fall due then), in UTC."""
+    return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(UTC)
 
 
 def installment_charges(plan: Plan, first_due: date, zone: ZoneInfo, now: datetime) -> list[Charge]:
