@@ -89,6 +89,7 @@ def charge_out(charge: Charge, attempts: list[dict[str, Any]] | None = None) -> 
         ordinal=charge.ordinal,
         price_book_version=charge.price_book_version,
         failure_code=charge.failure_code,
+        payment_id=charge.payment_id,
         attempts=None
         if attempts is None
         else [schemas.AttemptOut.model_validate(a) for a in attempts],
@@ -126,6 +127,7 @@ def refund_out(refund: Refund) -> dict[str, Any]:
         created_at=refund.created_at,
         decided_at=refund.decided_at,
         failure_code=refund.failure_code,
+        processor_refund_id=refund.processor_refund_id,
     ).model_dump(mode="json")
 
 

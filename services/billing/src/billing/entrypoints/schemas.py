@@ -113,6 +113,8 @@ class ChargeOut(BaseModel):
     ordinal: int | None
     price_book_version: int | None
     failure_code: str | None
+    payment_id: str | None
+    """The processor's id for the payment (for reconciling with its reports)."""
     attempts: list[AttemptOut] | None = None
 
 
@@ -174,6 +176,7 @@ class RefundOut(BaseModel):
     created_at: datetime
     decided_at: datetime | None
     failure_code: str | None
+    processor_refund_id: str | None
 
 
 class ReportOut(BaseModel):
