@@ -154,15 +154,15 @@ async def test_a_settlement_report_sorts_every_line_and_names_what_is_missing(ti
         await till.client.get(f"/v1/refunds/{refunded.json()['id']}", headers=till.billing)
     ).json()["processor_refund_id"]
     await till.webhook(await dispute(paid_c["payment_id"]))
-    csv = SETTLEMENT_HEADER + "\n".join(
-        [
-            f"txn_1,2026-11-20 17:00:00,usd,600.00,17.70,582.30,charge,ch_1,{paid_a['payment_id']}",
-            f"txn_2,2026-11-20 17:01:00,usd,449.00,13.32,435.68,charge,ch_2,{paid_c['payment_id']}",
-            "txn_3,2026-11-20 17:02:00,usd,100.00,3.20,96.80,charge,ch_3,pi_nobody_knows",
-            f"txn_4,2026-11-20 17:03:00,usd,-200.00,0.00,-200.00,refund,{refund_id},{paid_a['payment_id']}",
-            f"txn_5,2026-11-20 18:00:00,usd,-450.00,15.00,-465.00,dispute,dp_test_1,{paid_c['payment_id']}",
-        ]
-    ) + "\n"  # fmt: skip
+    pi_a, pi_c = paid_a["payment_id"], paid_c["payment_id"]
+    lines = [
+        f"txn_1,2026-11-20 17:00:00,usd,600.00,17.70,582.30,charge,ch_1,{pi_a}",
+        f"txn_2,2026-11-20 17:01:00,usd,449.00,13.32,435.68,charge,ch_2,{pi_c}",
+        "txn_3,2026-11-20 17:02:00,usd,100.00,3.20,96.80,charge,ch_3,pi_nobody_knows",
+        f"txn_4,2026-11-20 17:03:00,usd,-200.00,0.00,-200.00,refund,{refund_id},{pi_a}",
+        f"txn_5,2026-11-20 18:00:00,usd,-450.00,15.00,-465.00,dispute,dp_test_1,{pi_c}",
+    ]
+    csv = SETTLEMENT_HEADER + "\n".join(lines) + "\n"
     headers = {**till.billing, "Content-Type": "text/csv"}
     uploaded = await till.client.post(
         "/v1/reconciliation/settlements",
