@@ -14,7 +14,6 @@ import asyncio
 import atexit
 import base64
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -23,14 +22,13 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from clinic_local._util import free_port, log_tail, run_sync
+from clinic_local._util import file_lock, free_port, log_tail, marker_matches, run_sync
 
 DEFAULT_KAFKA_VERSION = "4.3.1"
 POM_PATH = Path(__file__).resolve().parents[2] / "kafka" / "pom.xml"
@@ -86,17 +84,6 @@ def cache_dir(version: str = DEFAULT_KAFKA_VERSION) -> Path:
     return Path.home() / ".cache" / "clinic" / f"kafka-{version}"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
     """Fetch the broker's jars once (idempotent, safe to interrupt); return the libs dir.
 
@@ -106,10 +93,10 @@ def ensure_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
     root = cache_dir(version)
     libs = root / "libs"
     marker = root / _MARKER
-    if _marker_matches(marker, version) and libs.is_dir():
+    if marker_matches(marker, version) and libs.is_dir():
         return libs
-    with _file_lock(root.parent / f".{root.name}.lock"):
-        if _marker_matches(marker, version) and libs.is_dir():
+    with file_lock(root.parent / f".{root.name}.lock"):
+        if marker_matches(marker, version) and libs.is_dir():
             return libs
         root.mkdir(parents=True, exist_ok=True)
         marker.unlink(missing_ok=True)
@@ -122,13 +109,6 @@ def ensure_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
         tmp.rename(libs)
         marker.write_text(version, encoding="utf-8")
     return libs
-
-
-def _marker_matches(marker: Path, version: str) -> bool:
-    try:
-        return marker.read_text(encoding="utf-8").strip() == version
-    except FileNotFoundError:
-        return False
 
 
 def _run_maven(version: str, output_dir: Path) -> None:

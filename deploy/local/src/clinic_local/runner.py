@@ -6,9 +6,9 @@ roles (ROLES: every service's api, consumer and relay, and the dispatchers of wa
 billing, which run their due-queues) as child processes. Waitlist and billing find booking's
 internal API through WAITLIST_BOOKING_URL and BILLING_BOOKING_URL, booking's local port unless
 set. Billing charges the card sandbox (test cards only) unless BILLING_GATEWAY says otherwise,
-and signs its webhooks with a secret generated once for the data directory. Ctrl-C (or SIGTERM) stops the children,
-then the broker, and exits 0. A child that dies on its own stops the whole system with exit
-code 1.
+and checks its webhooks with a secret generated once for the data directory. Ctrl-C (or
+SIGTERM) stops the children, then the broker, and exits 0. A child that dies on its own stops
+the whole system with exit code 1.
 """
 
 from __future__ import annotations

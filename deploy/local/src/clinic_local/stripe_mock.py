@@ -10,21 +10,18 @@ provoked). Pinned to v0.203.0, the newest on the Go module proxy when pinned; th
 from __future__ import annotations
 
 import atexit
-import contextlib
-import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
-from clinic_local._util import log_tail
+from clinic_local._util import file_lock, log_tail, marker_matches
 
 DEFAULT_STRIPE_MOCK_VERSION = "v0.203.0"
 MODULE = "github.com/stripe/stripe-mock"
@@ -58,24 +55,6 @@ def cache_dir(version: str = DEFAULT_STRIPE_MOCK_VERSION) -> Path:
     return Path.home() / ".cache" / "clinic" / f"stripe-mock-{version}"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _marker_matches(marker: Path, version: str) -> bool:
-    try:
-        return marker.read_text(encoding="utf-8").strip() == version
-    except FileNotFoundError:
-        return False
-
-
 def _go() -> str:
     found = shutil.which("go")
     if found:
@@ -97,10 +76,10 @@ def ensure_binary(version: str = DEFAULT_STRIPE_MOCK_VERSION) -> Path:
     root = cache_dir(version)
     binary = root / "bin" / "stripe-mock"
     marker = root / _MARKER
-    if _marker_matches(marker, version) and binary.is_file():
+    if marker_matches(marker, version) and binary.is_file():
         return binary
-    with _file_lock(root.parent / f".{root.name}.lock"):
-        if _marker_matches(marker, version) and binary.is_file():
+    with file_lock(root.parent / f".{root.name}.lock"):
+        if marker_matches(marker, version) and binary.is_file():
             return binary
         root.mkdir(parents=True, exist_ok=True)
         marker.unlink(missing_ok=True)
