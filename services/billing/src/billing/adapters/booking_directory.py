@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from uuid import UUID
 
-import httpx
-
 from billing.domain.ports import PatientRecord
-from clinic_shared.auth import Role, issue_token
-from clinic_shared.problems import ProblemError
+from clinic_shared.internal_api import InternalApiClient
 
 
 class BookingDirectory:
     def __init__(self, base_url: str, secret: str, timeout: float = 5.0) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._secret = secret
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._booking = InternalApiClient(
+            base_url, secret, caller="billing", callee="booking", timeout=timeout
+        )
 
     async def lookup(self, patient_id: UUID) -> PatientRecord | None:
-        token = issue_token(self._secret, Role.SERVICE, "billing", ttl=timedelta(minutes=5))
-        try:
-            response = await self._client.get(
-                f"{self._base_url}/internal/v1/patients/{patient_id}",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise _unavailable() from exc
-        if response.status_code == 404:
+        body = await self._booking.get_json(f"/internal/v1/patients/{patient_id}")
+        if body is None:
             return None
-        if response.status_code != 200:
-            raise _unavailable()
-        body = response.json()
         born = body.get("date_of_birth")
         return PatientRecord(
             patient_id=patient_id,
@@ -42,13 +29,4 @@ class BookingDirectory:
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-
-def _unavailable() -> ProblemError:
-    return ProblemError(
-        503,
-        "booking_unavailable",
-        "Service unavailable",
-        "The patient's details could not be read from booking; try again shortly.",
-    )
+        await self._booking.close()
