@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from billing.entrypoints.cli import SERVICE_DIR as BILLING_DIR
 from booking.entrypoints.cli import SERVICE_DIR as BOOKING_DIR
@@ -18,6 +21,8 @@ from clinic_local._util import free_port
 from clinic_local.processes import ServiceProcess
 from clinic_shared import migrations
 from clinic_shared.auth import Role, issue_token
+from clinic_shared.db import create_engine
+from clinic_shared.kafka import make_consumer
 from notify.entrypoints.cli import SERVICE_DIR as NOTIFY_DIR
 from waitlist.entrypoints.cli import SERVICE_DIR as WAITLIST_DIR
 
@@ -143,3 +148,35 @@ async def notifications(client: httpx.AsyncClient, system: System, patient_id: s
     )
     assert response.status_code == 200, response.text
     return response.json()["notifications"]
+
+
+async def count_sql(database_url: str, sql: str) -> int:
+    """One number from a service's database."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(sa.text(sql))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def caught_up(bootstrap_servers: str, group: str, topic: str) -> bool:
+    """The group has committed every partition of `topic` up to its current end."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="e2e-lag-probe")
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    if not partitions:
+        return False  # no metadata yet: not known to be caught up
+    probe = make_consumer(bootstrap_servers, f"e2e-lag-probe-{uuid.uuid4().hex[:8]}")
+    await probe.start()
+    try:
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    done = {tp: committed[tp].offset if tp in committed else 0 for tp in partitions}
+    return all(done[tp] >= ends[tp] for tp in partitions)

@@ -14,20 +14,19 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
-from aiokafka import TopicPartition
 
 from clinic_shared.auth import Role
 from clinic_shared.clock import FakeClock
 from clinic_shared.contracts.registry import topic_for
 from clinic_shared.db import create_engine
 from clinic_shared.duequeue import drain
-from clinic_shared.kafka import make_consumer, make_producer
+from clinic_shared.kafka import make_producer
 from clinic_shared.testing import read_topic
 from waitlist.bootstrap import bootstrap
 from waitlist.config import WaitlistSettings
 from waitlist.service_layer.offers import OfferExpiry
 
-from .conftest import System, eventually, make_system
+from .conftest import System, caught_up, count_sql, eventually, make_system
 
 pytestmark = pytest.mark.slow
 
@@ -197,15 +196,6 @@ async def _occupancies_never_overlap(database_url: str) -> None:
         assert chair_a != chair_b or end <= start, f"{chair_a} double-booked"
 
 
-async def _count(database_url: str, sql: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return int((await conn.execute(sa.text(sql))).scalar_one())
-    finally:
-        await engine.dispose()
-
-
 async def test_a_cancelled_series_reaches_the_waiting_patient_who_accepts_it_once(clinic):
     async with httpx.AsyncClient(timeout=30) as client:
         flow = Flow(client, clinic)
@@ -237,7 +227,7 @@ async def test_a_cancelled_series_reaches_the_waiting_patient_who_accepts_it_onc
         assert _times(appointments) == _times(remaining)
         assert {a["course_id"] for a in appointments} == {booked["course_id"]}
         await _occupancies_never_overlap(clinic.database_urls["booking"])
-        block_offers = await _count(
+        block_offers = await count_sql(
             clinic.database_urls["waitlist"],
             f"SELECT count(*) FROM offer WHERE block_id = '{offer['block_id']}'",
         )
@@ -275,25 +265,6 @@ async def test_decline_and_expiry_move_the_series_on(clinic):
         assert third["block_id"] == first["block_id"]
 
 
-async def _caught_up(bootstrap_servers: str, group: str, topics: list[str]) -> bool:
-    consumer = make_consumer(bootstrap_servers, group)  # never subscribes: reads offsets only
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        ends = await consumer.end_offsets(partitions)
-        for partition in partitions:
-            if (await consumer.committed(partition) or 0) < ends[partition]:
-                return False
-        return True
-    finally:
-        await consumer.stop()
-
-
 async def test_every_event_delivered_again_changes_nothing(clinic, kafka_bootstrap):
     prefix = clinic.env["CLINIC_TOPIC_PREFIX"]
     groups = {
@@ -311,16 +282,18 @@ async def test_every_event_delivered_again_changes_nothing(clinic, kafka_bootstr
         """Each topic's consumer (waitlist's of booking's events, booking's of waitlist's) has
         committed up to the end."""
         for name, topic in topics.items():
-            if not await _caught_up(kafka_bootstrap, groups[name], [topic]):
+            if not await caught_up(kafka_bootstrap, groups[name], topic):
                 return False
         return True
 
     await eventually(settled, 60, "consumers caught up")
-    before = {k: await _count(databases["waitlist"], sql) for k, sql in counts.items()}
-    booked_before = await _count(
+    before = {k: await count_sql(databases["waitlist"], sql) for k, sql in counts.items()}
+    booked_before = await count_sql(
         databases["booking"], "SELECT count(*) FROM appointment WHERE status = 'booked'"
     )
-    outbox_before = {s: await _count(databases[s], "SELECT count(*) FROM outbox") for s in topics}
+    outbox_before = {
+        s: await count_sql(databases[s], "SELECT count(*) FROM outbox") for s in topics
+    }
 
     producer = make_producer(kafka_bootstrap, client_id="e2e-redeliver")
     await producer.start()
@@ -334,11 +307,11 @@ async def test_every_event_delivered_again_changes_nothing(clinic, kafka_bootstr
         await producer.stop()
     await eventually(settled, 60, "consumers caught up with the redelivered events")
 
-    assert {k: await _count(databases["waitlist"], sql) for k, sql in counts.items()} == before
-    booked_after = await _count(
+    assert {k: await count_sql(databases["waitlist"], sql) for k, sql in counts.items()} == before
+    booked_after = await count_sql(
         databases["booking"], "SELECT count(*) FROM appointment WHERE status = 'booked'"
     )
     assert booked_after == booked_before
-    assert {s: await _count(databases[s], "SELECT count(*) FROM outbox") for s in topics} == (
+    assert {s: await count_sql(databases[s], "SELECT count(*) FROM outbox") for s in topics} == (
         outbox_before
     )
