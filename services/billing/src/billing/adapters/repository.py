@@ -58,17 +58,6 @@ SETTLEMENT = SettlementReportRow.__table__
 WAITING_VALUES = (ChargeStatus.PENDING.value, ChargeStatus.RETRYING.value)
 
 
-def price_book_document(book: PriceBook) -> dict[str, Any]:
-    return {
-        "infusions": {
-            family: [{"from_ordinal": t.from_ordinal, "cents": t.cents} for t in tiers]
-            for family, tiers in book.infusions.items()
-        },
-        "consults": dict(book.consults),
-        "fees": dict(book.fees),
-    }
-
-
 def _price_book(row: Any) -> PriceBook:
     document = row.document
     return PriceBook(
@@ -150,7 +139,7 @@ class BillingRepository:
             sa.insert(PRICE_BOOK).values(
                 version=stored.version,
                 effective_from=stored.effective_from,
-                document=price_book_document(stored),
+                document=stored.document(),
                 created_by=stored.created_by,
                 created_at=stored.created_at,
             )

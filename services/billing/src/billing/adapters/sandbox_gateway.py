@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from uuid import UUID
 
 from billing.domain.ports import CardRejected, PaymentResult, RefundResult, SavedCard
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,10 @@ class SandboxGateway:
             db.execute("PRAGMA journal_mode=WAL")
             yield db
 
-    async def _run(self, work: str, *args: object) -> object:
+    async def _run(self, work: Callable[..., T], *args: object) -> T:
+        """The store's work off the event loop, one piece at a time."""
         async with self._lock:
-            return await asyncio.to_thread(getattr(self, work), *args)
+            return await asyncio.to_thread(work, *args)
 
     async def save_card(
         self, *, patient_id: UUID, token: str, customer_id: str | None
@@ -92,7 +96,7 @@ class SandboxGateway:
         card = TEST_CARDS.get(token)
         if card is None:
             raise CardRejected("invalid_processor_token", "The processor does not know this token.")
-        customer = customer_id or str(await self._run("_customer", str(patient_id)))
+        customer = customer_id or await self._run(self._customer, str(patient_id))
         return SavedCard(customer, token, card.brand, card.last4, 12, 2034)
 
     def _customer(self, patient_id: str) -> str:
@@ -116,9 +120,7 @@ class SandboxGateway:
         idempotency_key: str,
         charge_id: UUID,
     ) -> PaymentResult:
-        result = await self._run("_charge", amount_cents, payment_method_id, idempotency_key)
-        assert isinstance(result, PaymentResult)
-        return result
+        return await self._run(self._charge, amount_cents, payment_method_id, idempotency_key)
 
     def _charge(self, amount: int, payment_method: str, key: str) -> PaymentResult:
         with self._connect() as db:
@@ -148,9 +150,7 @@ class SandboxGateway:
     async def refund(
         self, *, payment_id: str, amount_cents: int, idempotency_key: str, refund_id: UUID
     ) -> RefundResult:
-        result = await self._run("_refund", payment_id, amount_cents, idempotency_key)
-        assert isinstance(result, RefundResult)
-        return result
+        return await self._run(self._refund, payment_id, amount_cents, idempotency_key)
 
     def _refund(self, payment_id: str, amount: int, key: str) -> RefundResult:
         with self._connect() as db:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 from clinic_shared.policy import Policy
 
@@ -53,6 +54,17 @@ class PriceBook:
         problems = _problems(self.infusions, self.consults, self.fees)
         if problems:
             raise PriceBookInvalid("; ".join(problems))
+
+    def document(self) -> dict[str, Any]:
+        """The prices as plain data: how a version is stored and shown."""
+        return {
+            "infusions": {
+                family: [{"from_ordinal": t.from_ordinal, "cents": t.cents} for t in tiers]
+                for family, tiers in self.infusions.items()
+            },
+            "consults": dict(self.consults),
+            "fees": dict(self.fees),
+        }
 
     def infusion(self, family: str, ordinal: int) -> Price:
         tiers = self.infusions[family]

@@ -43,12 +43,7 @@ def price_book_out(book: PriceBook, currency: str) -> dict[str, Any]:
     return schemas.PriceBookOut(
         version=book.version,
         effective_from=book.effective_from,
-        infusions={
-            family: [{"from_ordinal": t.from_ordinal, "cents": t.cents} for t in tiers]
-            for family, tiers in book.infusions.items()
-        },
-        consults=dict(book.consults),
-        fees=dict(book.fees),
+        **book.document(),
         currency=currency,
         created_by=book.created_by,
         created_at=book.created_at,
@@ -69,6 +64,10 @@ def method_out(method: SavedPaymentMethod) -> dict[str, Any]:
 
 
 def charge_out(charge: Charge, attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return charge_model(charge, attempts).model_dump(mode="json")
+
+
+def charge_model(charge: Charge, attempts: list[dict[str, Any]] | None = None) -> schemas.ChargeOut:
     return schemas.ChargeOut(
         id=charge.id,
         patient_id=charge.patient_id,
@@ -93,7 +92,7 @@ def charge_out(charge: Charge, attempts: list[dict[str, Any]] | None = None) -> 
         attempts=None
         if attempts is None
         else [schemas.AttemptOut.model_validate(a) for a in attempts],
-    ).model_dump(mode="json")
+    )
 
 
 def plan_out(view: plans.PlanView) -> dict[str, Any]:
@@ -110,8 +109,8 @@ def plan_out(view: plans.PlanView) -> dict[str, Any]:
         created_at=plan.created_at,
         delinquent_at=plan.delinquent_at,
         closed_at=plan.closed_at,
-        installments=[schemas.ChargeOut.model_validate(charge_out(c)) for c in view.installments],
-        payoff=schemas.ChargeOut.model_validate(charge_out(view.payoff)) if view.payoff else None,
+        installments=[charge_model(c) for c in view.installments],
+        payoff=charge_model(view.payoff) if view.payoff else None,
     ).model_dump(mode="json")
 
 
@@ -158,9 +157,6 @@ def create_app(
             "Money is integer cents."
         ),
     )
-
-    async def owned_by(patient_id: UUID, principal: Principal) -> None:
-        ensure_patient_access(principal, patient_id)
 
     # price book ------------------------------------------------------------------------------
 
@@ -214,7 +210,7 @@ def create_app(
         body: schemas.PaymentMethodIn,
         principal: Annotated[Principal, Depends(SELF_OR_BILLING)],
     ) -> JSONResponse:
-        await owned_by(patient_id, principal)
+        ensure_patient_access(principal, patient_id)
         with answered():
             method = await cards.save_card(patient_id, body.processor_token, processor, uow_factory)
         return JSONResponse(method_out(method), status_code=201)
@@ -227,7 +223,7 @@ def create_app(
     async def list_payment_methods(
         patient_id: UUID, principal: Annotated[Principal, Depends(SELF_OR_BILLING)]
     ) -> list[dict[str, Any]]:
-        await owned_by(patient_id, principal)
+        ensure_patient_access(principal, patient_id)
         async with uow_factory() as uow:
             methods = await statements.payment_methods(patient_id, uow)
         return [method_out(m) for m in methods]
@@ -238,7 +234,7 @@ def create_app(
     async def ledger(
         patient_id: UUID, principal: Annotated[Principal, Depends(SELF_OR_BILLING)]
     ) -> dict[str, Any]:
-        await owned_by(patient_id, principal)
+        ensure_patient_access(principal, patient_id)
         async with uow_factory() as uow:
             found = await statements.statement(patient_id, uow)
         running, entries = 0, []
@@ -275,7 +271,7 @@ def create_app(
     async def patient_charges(
         patient_id: UUID, principal: Annotated[Principal, Depends(SELF_OR_BILLING)]
     ) -> list[dict[str, Any]]:
-        await owned_by(patient_id, principal)
+        ensure_patient_access(principal, patient_id)
         async with uow_factory() as uow:
             found = await statements.charges(uow, patient_id=patient_id)
         return [charge_out(c) for c in found]
@@ -287,7 +283,7 @@ def create_app(
         with answered():
             async with uow_factory() as uow:
                 charge, attempts = await statements.charge_with_attempts(charge_id, uow)
-        await owned_by(charge.patient_id, principal)
+        ensure_patient_access(principal, charge.patient_id)
         return charge_out(charge, attempts)
 
     @app.get("/v1/charges", response_model=list[schemas.ChargeOut], tags=["ledger"])
@@ -312,7 +308,7 @@ def create_app(
         request: Request,
         principal: Annotated[Principal, Depends(SELF_OR_BILLING)],
     ) -> JSONResponse:
-        await owned_by(body.patient_id, principal)
+        ensure_patient_access(principal, body.patient_id)
         if body.amount_cents is not None and principal.role is Role.PATIENT:
             raise ProblemError(
                 403, "forbidden", "Not allowed", "Only billing staff finance an agreed amount."
@@ -362,7 +358,7 @@ def create_app(
         with answered():
             async with uow_factory() as uow:
                 view = await plans.get_plan(plan_id, uow)
-        await owned_by(view.plan.patient_id, principal)
+        ensure_patient_access(principal, view.plan.patient_id)
         return plan_out(view)
 
     @app.post(
@@ -376,7 +372,9 @@ def create_app(
     ) -> JSONResponse:
         with answered():
             async with uow_factory() as uow:
-                await owned_by((await plans.get_plan(plan_id, uow)).plan.patient_id, principal)
+                ensure_patient_access(
+                    principal, (await plans.get_plan(plan_id, uow)).plan.patient_id
+                )
 
         async def action(uow: SqlUnitOfWork) -> tuple[int, dict[str, Any]]:
             with answered():
@@ -508,7 +506,7 @@ def create_app(
         period_from: Annotated[date, Query(alias="from")],
         period_to: Annotated[date, Query(alias="to")],
     ) -> Response:
-        await owned_by(patient_id, principal)
+        ensure_patient_access(principal, patient_id)
         with answered():
             pdf = await statements.superbill(
                 patient_id, period_from, period_to, patients, uow_factory
