@@ -10,6 +10,7 @@ infusion in and complete it at once."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
 from billing.adapters.sandbox_gateway import SandboxGateway
 from clinic_local.processes import ServiceProcess
@@ -33,6 +35,7 @@ from .conftest import System, caught_up, count_sql, eventually, make_system, wai
 pytestmark = pytest.mark.slow
 
 MOOD_FIRST_INFUSION_CENTS = 60000
+DIAGNOSIS = "F33.1"
 SCREENING = dict.fromkeys(
     (
         "psychosis",
@@ -120,7 +123,7 @@ class Flow:
         patient_id = str(created.json()["id"])
         intake = await self.client.put(
             f"{self.booking}/v1/patients/{patient_id}/intake",
-            json={"condition": "mood", "screening": SCREENING},
+            json={"condition": "mood", "screening": SCREENING, "diagnosis_codes": [DIAGNOSIS]},
             headers=self.patient(patient_id),
         )
         assert intake.status_code == 200, intake.text
@@ -307,3 +310,35 @@ async def test_every_booking_event_delivered_again_charges_nothing_more(
     assert sandbox.payments() == payments_before
     assert [(c["id"], c["status"]) for c in charges_after] == [(charge["id"], "paid")]
     assert ledger_after == ledger_before
+
+
+async def test_a_superbill_prints_what_booking_holds_and_billing_events_carry_none_of_it(
+    clinic: System, kafka_bootstrap: str
+):
+    async with httpx.AsyncClient(timeout=30) as client, dispatching(clinic):
+        flow = Flow(client, clinic)
+        patient_id, _ = await flow.first_infusion_owed()
+        await flow.charge_in(patient_id, "paid")
+        today = datetime.now(flow.zone).date().isoformat()
+        superbill = await client.get(
+            f"{flow.billing}/v1/patients/{patient_id}/superbill",
+            params={"from": today, "to": today},
+            headers=flow.patient(patient_id),
+        )
+    assert superbill.status_code == 200, superbill.text
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(superbill.content)).pages)
+    # from booking's internal API, over HTTP with a service token
+    for printed in ("Card Holder", "08/21/1982", DIAGNOSIS, "96365", "$600.00"):
+        assert printed in text, printed
+
+    topic = clinic.env["CLINIC_TOPIC_PREFIX"] + topic_for("billing")
+    records = [r for r in await read_topic(kafka_bootstrap, topic) if patient_id in str(r.value)]
+    assert records, "billing published nothing for the patient"
+    private = ("Holder", "1982-08-21", DIAGNOSIS, "@example.org", "5550177")
+    for record in records:
+        published = f"{record.value!r} {record.headers!r}"
+        assert not [p for p in private if p in published], record.headers
+    logged = "\n".join(
+        path.read_text(errors="replace") for path in clinic.log_dir.glob("billing-*")
+    )
+    assert logged and not [p for p in private if p in logged]
