@@ -12,6 +12,8 @@ RELAY_BEFORE_PUBLISH = "relay.before_publish"
 RELAY_AFTER_PUBLISH = "relay.after_publish"
 BILLING_AFTER_PROCESSOR_CHARGE = "billing.after_processor_charge"
 """The processor answered a charge; billing has not committed what it said."""
+NOTIFY_AFTER_PROVIDER_ACCEPT = "notify.after_provider_accept"
+"""A provider (SMTP server, SMS gateway) accepted a message; notify has not recorded it."""
 
 
 def armed(point: str) -> bool:

@@ -22,13 +22,31 @@ class InternalApiClient:
         self._callee = callee
         self._client = httpx.AsyncClient(timeout=timeout)
 
+    def _headers(self) -> dict[str, str]:
+        token = issue_token(self._secret, Role.SERVICE, self._caller, ttl=timedelta(minutes=5))
+        return {"Authorization": f"Bearer {token}"}
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body of a 2xx or 4xx answer (the other service's decision);
+        503 `<callee>_unavailable` when no decision can be had (5xx, no answer)."""
+        try:
+            response = await self._client.post(
+                f"{self._base_url}{path}", json=body, headers=self._headers()
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable() from exc
+        if response.status_code >= 500 or response.status_code in (401, 403):
+            raise self._unavailable()  # down, or not letting us in: no decision either way
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        return response.status_code, answer if isinstance(answer, dict) else {}
+
     async def get_json(self, path: str) -> dict[str, Any] | None:
         """The JSON body, None on 404; 503 `<callee>_unavailable` when no answer can be had."""
-        token = issue_token(self._secret, Role.SERVICE, self._caller, ttl=timedelta(minutes=5))
         try:
-            response = await self._client.get(
-                f"{self._base_url}{path}", headers={"Authorization": f"Bearer {token}"}
-            )
+            response = await self._client.get(f"{self._base_url}{path}", headers=self._headers())
         except httpx.HTTPError as exc:
             raise self._unavailable() from exc
         if response.status_code == 404:

@@ -303,14 +303,33 @@ class AftercarePolicy(_Strict):
     enabled: bool
     daily_check_in_days: int = Field(ge=0, le=90)
     questionnaire_every_days: int = Field(ge=1, le=90)
+    questionnaires: int = Field(ge=0, le=26)
+    """How many questionnaire links follow a course."""
+    questionnaire_url: str = Field(pattern=r"^https://\S+$")
+    send_at: time
+    """Clinic-local time of day for aftercare messages."""
+
+
+class DeliveryPolicy(_Strict):
+    max_attempts: int = Field(ge=1, le=20)
+    """Provider calls per message that the provider refused for now, before it is failed."""
+    retry_base_seconds: int = Field(ge=1, le=3600)
+    retry_max_seconds: int = Field(ge=1, le=86400)
+    claim_timeout_seconds: int = Field(ge=30, le=3600)
+    """A claim older than this is stale: released when nothing was sent, else `unknown`."""
 
 
 class NotifyPolicy(_Strict):
+    sender_name: str = Field(min_length=1, max_length=40)
+    """How texts and push messages sign: a neutral name that says nothing about treatment."""
     quiet_hours: QuietHours
     fasting: FastingPolicy
     ride_home_hours_before: int = Field(ge=0, le=24 * 7)
     medication_holds: dict[Literal["benzodiazepine", "lamotrigine", "cannabis"], MedicationHold]
+    offer_reminder_minutes_before: int = Field(ge=0, le=24 * 60)
+    """An open waitlist offer is recalled this long before it expires (at most half-way in)."""
     aftercare: AftercarePolicy
+    delivery: DeliveryPolicy
 
 
 class Policy(_Strict):

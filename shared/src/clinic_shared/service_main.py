@@ -36,7 +36,11 @@ class ServiceDefinition:
     create_app: Callable[[ServiceSettings], FastAPI]
     bootstrap: Callable[[ServiceSettings], Infrastructure]
     consumer_topics: list[str] = field(default_factory=list)
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    handlers: Mapping[str, Handler] | Callable[[ServiceSettings], Mapping[str, Handler]] = field(
+        default_factory=dict
+    )
+    """The consumer's handlers, or a builder of them from the settings (for handlers that
+    need an adapter, such as another service's API)."""
     seed: Callable[[Infrastructure], Awaitable[None]] | None = None
     due_jobs: Callable[[ServiceSettings], Sequence[DueJob]] | None = None
     """Builds the service's durable timers from its settings; with any, `dispatcher` works them."""
@@ -103,7 +107,11 @@ async def _run_worker(
                 stop,
                 group=settings.consumer_group or definition.name,
                 topics=definition.consumer_topics,
-                handlers=definition.handlers,
+                handlers=(
+                    definition.handlers(settings)
+                    if callable(definition.handlers)
+                    else definition.handlers
+                ),
             )
         elif command == "dispatcher" and definition.due_jobs is not None:
             jobs = definition.due_jobs(settings)

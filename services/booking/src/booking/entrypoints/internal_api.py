@@ -10,15 +10,29 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict
 
+from booking.domain.model import Actor
 from booking.entrypoints.calendar_api import answered
 from booking.entrypoints.schemas import PatientContactOut
-from booking.service_layer import handlers, intake
+from booking.service_layer import calendar, handlers, intake
 from booking.service_layer.errors import NotFound
 from clinic_shared.auth import Principal, Role, require_roles
 from clinic_shared.uow import UnitOfWorkFactory
 
 SERVICES_ONLY = require_roles(Role.SERVICE)
+
+
+class RideReplyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: UUID
+    """Who replied: the appointment must be theirs (404 otherwise)."""
+
+
+class RideOut(BaseModel):
+    appointment_id: UUID
+    ride_confirmed: bool
 
 
 def internal_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
@@ -50,6 +64,29 @@ def internal_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
             else [],
             diagnosis_codes=found.diagnosis_codes if found else [],
         ).model_dump(mode="json")
+
+    @router.post("/appointments/{appointment_id}/ride", response_model=RideOut)
+    async def ride_confirmed_by_reply(
+        appointment_id: UUID,
+        body: RideReplyIn,
+        principal: Annotated[Principal, Depends(SERVICES_ONLY)],
+    ) -> dict[str, Any]:
+        """The patient confirmed their ride by replying to notify's text (YES)."""
+        command = calendar.ConfirmRide(
+            appointment_id,
+            calendar.Requester(
+                actor=Actor.PATIENT,
+                role=principal.role.value,
+                subject=principal.subject,
+                restrict_to=body.patient_id,
+            ),
+            confirmed=True,
+        )
+        with answered():
+            async with uow_factory() as uow:
+                appointment = await calendar.confirm_ride(command, uow)
+                await uow.commit()
+        return {"appointment_id": appointment.id, "ride_confirmed": appointment.ride_confirmed}
 
     @router.get("/clinic")
     async def clinic(principal: Annotated[Principal, Depends(SERVICES_ONLY)]) -> dict[str, Any]:

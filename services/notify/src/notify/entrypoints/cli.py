@@ -1,17 +1,39 @@
-"""`python -m notify api|consumer|relay|migrate`."""
+"""`python -m notify api|consumer|relay|dispatcher|migrate`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from clinic_shared.consumer import Handler
+from clinic_shared.duequeue import DueJob
 from clinic_shared.service_main import ServiceDefinition, main
-from notify.bootstrap import bootstrap
-from notify.config import load_settings
+from clinic_shared.settings import ServiceSettings
+from notify.bootstrap import bootstrap, build_channels, build_directory
+from notify.config import NotifySettings, load_settings
 from notify.entrypoints.api import create_app
-from notify.entrypoints.consumer import CONSUMED_TOPICS, EVENT_HANDLERS
+from notify.entrypoints.consumer import CONSUMED_TOPICS, event_handlers
+from notify.service_layer.delivery import Deliveries, StaleClaims
+from notify.service_layer.replies import RideReplies
 
 SERVICE_DIR = Path(__file__).resolve().parents[3]
+
+
+def due_jobs(settings: ServiceSettings) -> list[DueJob]:
+    """Messages to send, stale claims to settle, ride replies to pass on to booking."""
+    assert isinstance(settings, NotifySettings)
+    directory = build_directory(settings)
+    return [
+        Deliveries(build_channels(settings), directory, settings.digest_key()),
+        StaleClaims(),
+        RideReplies(directory),
+    ]
+
+
+def handlers(settings: ServiceSettings) -> Mapping[str, Handler]:
+    assert isinstance(settings, NotifySettings)
+    return event_handlers(build_directory(settings))
+
 
 DEFINITION = ServiceDefinition(
     name="notify",
@@ -20,7 +42,8 @@ DEFINITION = ServiceDefinition(
     create_app=create_app,
     bootstrap=bootstrap,
     consumer_topics=CONSUMED_TOPICS,
-    handlers=EVENT_HANDLERS,
+    handlers=handlers,
+    due_jobs=due_jobs,
 )
 
 
