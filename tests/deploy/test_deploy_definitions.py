@@ -11,6 +11,7 @@ service, and give a service the address of every other service whose API it call
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -41,6 +42,11 @@ from clinic_shared import service_main
 from clinic_shared.contracts.registry import TOPICS
 from clinic_shared.policy import PolicyError, load_policy
 from clinic_shared.settings import CommonSettings, ServiceSettings
+from notify.adapters.email import FileEmailSink, SmtpEmailSender
+from notify.adapters.texts import FileTextSink, TwilioSmsSender
+from notify.bootstrap import build_channels
+from notify.config import NotifySettings
+from notify.service_layer.delivery import Channels
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -71,16 +77,29 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 # (durable timers in its database), which only such a service's command line offers.
 COMMON_ROLES = ("api", "consumer", "relay")
 DISPATCHER = "dispatcher"
-SERVICES_WITH_DUE_QUEUES = {"waitlist", "billing"}  # offer expiry; card charges and refunds
+# offer expiry; card charges and refunds; scheduled messages, stale claims, ride replies
+SERVICES_WITH_DUE_QUEUES = {"waitlist", "billing", "notify"}
 # The APIs a service calls, as the setting that holds the address: (caller, callee) -> name.
 SERVICE_URL_SETTINGS = {
     ("waitlist", "booking"): "WAITLIST_BOOKING_URL",
     ("billing", "booking"): "BILLING_BOOKING_URL",
+    ("notify", "booking"): "NOTIFY_BOOKING_URL",
 }
 # The roles of the caller that call the callee's API (its relay only publishes the outbox).
 SERVICE_URL_ROLES = {
     ("waitlist", "booking"): ("api", "consumer", DISPATCHER),
     ("billing", "booking"): ("api",),  # superbills
+    # contact details, medication classes; ride confirmations
+    ("notify", "booking"): ("consumer", DISPATCHER),
+}
+# The secrets a role needs besides its database URL, in every deployment: compose takes them
+# from required variables, Kubernetes from the Secret. A role that calls another service's API
+# signs its service tokens with CLINIC_JWT_SECRET (every api checks tokens with it anyway).
+ROLE_SECRETS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("billing", "api"): ("CLINIC_JWT_SECRET", "BILLING_WEBHOOK_SECRET"),  # processor webhooks
+    ("notify", "api"): ("CLINIC_JWT_SECRET", "NOTIFY_SMS_AUTH_TOKEN"),  # inbound texts
+    ("notify", "consumer"): ("CLINIC_JWT_SECRET",),
+    ("notify", DISPATCHER): ("CLINIC_JWT_SECRET",),  # and the key of the recipient digests
 }
 
 
@@ -712,9 +731,11 @@ def test_the_checks_reject_what_is_wrong(tmp_path: Path) -> None:
         },
         {"P": "/srv/p.yaml"},
     )
-    assert short == ComposeMount("bind", "/srv/p.yaml", "/etc/clinic/policy.yaml", True, {"P"})
+    assert short == ComposeMount(
+        "bind", "/srv/p.yaml", "/etc/clinic/policy.yaml", True, frozenset({"P"})
+    )
     assert named == ComposeMount("volume", "data", "/var/lib/data", False, frozenset())
-    assert long == ComposeMount("bind", "/srv/p.yaml", "/b.yaml", False, {"P"})
+    assert long == ComposeMount("bind", "/srv/p.yaml", "/b.yaml", False, frozenset({"P"}))
     assert compose_host_path("./deploy/policy/x.yaml") == POLICY_DIR / "x.yaml"
     with pytest.raises(AssertionError, match="no CLINIC_POLICY_FILE"):
         compose_policy_mount("x", {"environment": {}, "volumes": []}, {})
@@ -1411,9 +1432,9 @@ def test_k8s_gives_the_caller_the_address_of_the_callee_service(caller: str, cal
 def test_every_service_url_in_compose_and_k8s_is_a_known_call() -> None:
     known = set(SERVICE_URL_SETTINGS.values())
     for service in SERVICES:
-        for container, definition in compose_containers_of(service).items():
+        for name, definition in compose_containers_of(service).items():
             unknown = _service_url_names(compose_env(definition), service) - known
-            assert not unknown, f"{container}: {sorted(unknown)} not in SERVICE_URL_SETTINGS"
+            assert not unknown, f"{name}: {sorted(unknown)} not in SERVICE_URL_SETTINGS"
         for workload, container in k8s_containers_of(service):
             unknown = _service_url_names(k8s_env(container), service) - known
             assert not unknown, f"{workload['metadata']['name']}: {sorted(unknown)}"
@@ -1646,3 +1667,102 @@ def test_no_deploy_file_holds_a_password_in_a_url() -> None:
     for path in files:
         for match in URL_PASSWORD.finditer(path.read_text()):
             assert is_required_variable(match["password"]), f"{path.relative_to(REPO)}: {match[0]}"
+
+
+@pytest.mark.parametrize(("service", "role"), list(ROLE_SECRETS))
+def test_every_role_gets_the_secrets_it_needs(service: str, role: str) -> None:
+    assert role in long_lived_roles(service)
+    compose_definition = compose_services()[f"{service}-{role}"]
+    (container,) = pod_spec(k8s_object("Deployment", f"{service}-{role}"))["containers"]
+    for name in ROLE_SECRETS[service, role]:
+        assert name in allowed_env_names(service), f"{name} is not a setting of {service}"
+        value = compose_env(compose_definition).get(name, "")
+        assert is_required_variable(value), f"compose {service}-{role}: {name}={value!r}"
+        source = k8s_env(container).get(name)
+        assert source is not None, f"k8s {service}-{role}: no {name}"
+        assert source.kind == "secret" and source.name == K8S_SECRET, f"{service}-{role}: {name}"
+        assert source.key in secret_template(), f"{source.key} missing in the template"
+
+
+# ============================================================================================
+# Notify's providers
+# ============================================================================================
+
+# notify-api checks inbound texts and records replies by the keyed digest of the sender's
+# number; notify-dispatcher sends and records the digest of every number it texts. Both must
+# read the key, and the token, from the same place, or no reply matches the text it answers.
+NOTIFY_SHARED_SETTINGS = (
+    "CLINIC_JWT_SECRET",
+    "NOTIFY_RECIPIENT_DIGEST_KEY",
+    "NOTIFY_SMS_AUTH_TOKEN",
+)
+
+
+def _notify_channels(settings: ServiceSettings) -> Channels:
+    assert isinstance(settings, NotifySettings)
+    try:
+        return build_channels(settings)
+    except SystemExit as exc:  # a provider's settings are incomplete
+        raise AssertionError(str(exc)) from exc
+
+
+def test_compose_notify_sends_to_files_on_a_volume_every_notify_container_shares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    containers = compose_containers_of("notify")
+    dispatcher = compose_env(containers[f"notify-{DISPATCHER}"])
+    api = compose_env(containers["notify-api"])
+    for name in NOTIFY_SHARED_SETTINGS:
+        assert api.get(name) == dispatcher.get(name), f"notify-api and -dispatcher: {name}"
+    env = {k: interpolate(v, compose_variables()) for k, v in dispatcher.items()}
+    settings = load_service_settings("notify", env, monkeypatch)
+    channels = _notify_channels(settings)
+    asyncio.run(channels.close())
+    assert isinstance(channels.email, FileEmailSink) and isinstance(channels.sms, FileTextSink)
+    assert isinstance(settings, NotifySettings)
+    outbox = posixpath.normpath(settings.outbox_dir)
+    volumes = set()
+    for name, definition in containers.items():
+        mounts = [
+            m
+            for m in compose_mounts(definition, compose_variables())
+            if outbox == m.target or outbox.startswith(m.target.rstrip("/") + "/")
+        ]
+        assert len(mounts) == 1, f"{name}: {outbox} is not on one mounted volume: {mounts}"
+        assert mounts[0].type == "volume" and not mounts[0].read_only, f"{name}: {mounts[0]}"
+        volumes.add((mounts[0].source, mounts[0].target))
+    ((volume, _),) = volumes
+    assert volume in (compose().get("volumes") or {}), f"{volume} is not a named volume"
+
+
+def test_k8s_notify_sends_through_smtp_and_twilio_and_checks_inbound_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    containers = {c["args"][0]: (w, c) for w, c in k8s_containers_of("notify")}
+    workload, dispatcher = containers[DISPATCHER]
+    _, api = containers["api"]
+    for name in NOTIFY_SHARED_SETTINGS:
+        assert k8s_env(api).get(name) == k8s_env(dispatcher).get(name), f"api, dispatcher: {name}"
+    env = {k: s.resolve() for k, s in k8s_env(dispatcher).items()}
+    settings = load_service_settings("notify", env, monkeypatch)
+    channels = _notify_channels(settings)
+    asyncio.run(channels.close())
+    assert isinstance(channels.email, SmtpEmailSender), "e-mail goes to files in the pod"
+    assert isinstance(channels.sms, TwilioSmsSender), "texts go to files in the pod"
+    assert isinstance(settings, NotifySettings)
+    # Push has no provider: its file must be on a writable volume (the root is read-only).
+    outbox = posixpath.normpath(settings.outbox_dir)
+    assert posixpath.isabs(outbox), f"NOTIFY_OUTBOX_DIR={outbox} is relative to /app"
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    (mount,) = [
+        m
+        for m in dispatcher.get("volumeMounts", [])
+        if outbox == m["mountPath"] or outbox.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert "emptyDir" in volumes[mount["name"]] and not mount.get("readOnly"), mount
+    api_env = {k: s.resolve() for k, s in k8s_env(api).items()}
+    api_settings = load_service_settings("notify", api_env, monkeypatch)
+    assert isinstance(api_settings, NotifySettings)
+    assert api_settings.sms_auth_token is not None, "the inbound webhook answers 503"
+    assert api_settings.inbound_sms_url, "Twilio signs the public URL, not the pod's"
+    assert urllib.parse.urlsplit(api_settings.inbound_sms_url).path == "/v1/inbound/sms"

@@ -28,6 +28,7 @@ from waitlist.entrypoints.cli import SERVICE_DIR as WAITLIST_DIR
 
 SECRET = "e2e-secret-0123456789-0123456789-0123456789"
 WEBHOOK_SECRET = "whsec_e2e_0123456789abcdef"
+SMS_AUTH_TOKEN = "e2e-sms-auth-token-0123456789"
 SERVICE_DIRS = {
     "booking": BOOKING_DIR,
     "waitlist": WAITLIST_DIR,
@@ -89,6 +90,10 @@ def make_system(
     env["BILLING_SANDBOX_STORE"] = str(log_dir / "card-sandbox.db")
     env["BILLING_WEBHOOK_SECRET"] = WEBHOOK_SECRET
     env["BILLING_DISPATCHER_POLL_INTERVAL_SECONDS"] = "0.2"
+    env["NOTIFY_BOOKING_URL"] = urls["booking"]
+    env["NOTIFY_OUTBOX_DIR"] = str(log_dir / "notify-outbox")
+    env["NOTIFY_SMS_AUTH_TOKEN"] = SMS_AUTH_TOKEN
+    env["NOTIFY_DISPATCHER_POLL_INTERVAL_SECONDS"] = "0.2"
     return System(env, urls, database_urls, log_dir)
 
 

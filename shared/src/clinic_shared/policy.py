@@ -315,7 +315,7 @@ class DeliveryPolicy(_Strict):
     """Provider calls per message that the provider refused for now, before it is failed."""
     retry_base_seconds: int = Field(ge=1, le=3600)
     retry_max_seconds: int = Field(ge=1, le=86400)
-    claim_timeout_seconds: int = Field(ge=30, le=3600)
+    claim_timeout_seconds: int = Field(ge=5, le=3600)
     """A claim older than this is stale: released when nothing was sent, else `unknown`."""
 
 

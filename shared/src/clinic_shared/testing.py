@@ -120,3 +120,54 @@ async def read_topic(
         return records
     finally:
         await consumer.stop()
+
+
+class SmtpRecorder:
+    """A real SMTP server (aiosmtpd, in its own thread) on a free localhost port that accepts
+    and records every message, or answers RCPT or DATA with a fixed refusal. For tests only:
+    aiosmtpd is a development dependency, imported when a server starts."""
+
+    def __init__(self, rcpt_reply: str | None = None, data_reply: str | None = None) -> None:
+        self.rcpt_reply = rcpt_reply
+        self.data_reply = data_reply
+        self.messages: list[bytes] = []
+        self.recipients: list[list[str]] = []
+        self._controller: Any = None
+        self.port = 0
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.rcpt_reply is not None:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.data_reply is not None:
+            return self.data_reply
+        self.recipients.append(list(envelope.rcpt_tos))
+        self.messages.append(bytes(envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> SmtpRecorder:
+        from aiosmtpd.controller import Controller
+
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

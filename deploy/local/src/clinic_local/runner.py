@@ -2,11 +2,14 @@
 
 Starts the local Apache Kafka broker (its data kept in the data directory, so a restart loses
 nothing), migrates one SQLite file per service, seeds the demo clinic, then runs each service's
-roles (ROLES: every service's api, consumer and relay, and the dispatchers of waitlist and
-billing, which run their due-queues) as child processes. Waitlist and billing find booking's
-internal API through WAITLIST_BOOKING_URL and BILLING_BOOKING_URL, booking's local port unless
-set. Billing charges the card sandbox (test cards only) unless BILLING_GATEWAY says otherwise,
-and checks its webhooks with a secret generated once for the data directory. Ctrl-C (or
+roles (ROLES: every service's api, consumer and relay, and the dispatchers of waitlist, billing
+and notify, which run their due-queues) as child processes. Waitlist, billing and notify find
+booking's internal API through <SERVICE>_BOOKING_URL, booking's local port unless set. Billing
+charges the card sandbox (test cards only) unless BILLING_GATEWAY says otherwise, and checks
+its webhooks with a secret generated once for the data directory. Notify writes e-mail, texts
+and push messages to files under `<data dir>/notify-outbox` unless NOTIFY_SMTP_HOST or
+NOTIFY_SMS_PROVIDER say otherwise, and checks inbound texts' signatures with a token generated
+once for the data directory. Ctrl-C (or
 SIGTERM) stops the children, then the broker, and exits 0. A child that dies on its own stops
 the whole system with exit code 1.
 """
@@ -36,7 +39,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "booking": ("api", "consumer", "relay"),
     "waitlist": ("api", "consumer", "relay", "dispatcher"),
     "billing": ("api", "consumer", "relay", "dispatcher"),
-    "notify": ("api", "consumer", "relay"),
+    "notify": ("api", "consumer", "relay", "dispatcher"),
 }
 STOP_GRACE_SECONDS = 20.0
 DEMO_PATIENT_ID = "00000000-0000-4000-8000-000000000001"
@@ -78,12 +81,14 @@ def service_environment(
         prefix = service.upper()
         env.setdefault(f"{prefix}_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / service}.db")
         env[f"{prefix}_HTTP_PORT"] = str(port_base + index)
-    # Waitlist and billing look patients up through booking's internal API.
+    # Waitlist, billing and notify look patients up through booking's internal API.
     booking_url = f"http://127.0.0.1:{env['BOOKING_HTTP_PORT']}"
-    env.setdefault("WAITLIST_BOOKING_URL", booking_url)
-    env.setdefault("BILLING_BOOKING_URL", booking_url)
+    for service in ("WAITLIST", "BILLING", "NOTIFY"):
+        env.setdefault(f"{service}_BOOKING_URL", booking_url)
     env.setdefault("BILLING_SANDBOX_STORE", str(data_dir / "card-sandbox.db"))
     env.setdefault("BILLING_WEBHOOK_SECRET", generated_secret(data_dir, "webhook-secret"))
+    env.setdefault("NOTIFY_OUTBOX_DIR", str(data_dir / "notify-outbox"))
+    env.setdefault("NOTIFY_SMS_AUTH_TOKEN", generated_secret(data_dir, "sms-auth-token"))
     return env
 
 

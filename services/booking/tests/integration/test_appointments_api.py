@@ -3,6 +3,7 @@ no-shows, fees and waivers, check-in, completion, rides. On SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -349,6 +350,28 @@ async def test_a_confirmed_ride_keeps_the_drivers_details_out_of_the_event(clini
     [event] = await clinic.events("booking.ride.confirmed.v1")
     assert event["payload"]["confirmed"] is True
     assert "Sam" not in str(event) and "5550142" not in str(event)
+
+
+async def test_notify_confirms_a_ride_the_patient_confirmed_by_text(clinic):
+    pid, appointment_id = await _booked_maintenance(clinic)
+    service = clinic.token("service", "notify")
+    url = f"/internal/v1/appointments/{appointment_id}/ride"
+
+    confirmed = await clinic.client.post(url, json={"patient_id": pid}, headers=service)
+
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json() == {"appointment_id": appointment_id, "ride_confirmed": True}
+    assert (await clinic.appointment(appointment_id))["ride_confirmed"] is True
+    [event] = await clinic.events("booking.ride.confirmed.v1")
+    assert event["payload"]["confirmed"] is True
+    # another patient's reply cannot confirm this ride; only services may call
+    other = await clinic.client.post(url, json={"patient_id": str(uuid.uuid4())}, headers=service)
+    clinic.assert_problem(other, 404)
+    as_patient = await clinic.client.post(
+        url, json={"patient_id": pid}, headers=clinic.patient(pid)
+    )
+    clinic.assert_problem(as_patient, 403)
+    assert len(await clinic.events("booking.ride.confirmed.v1")) == 1
 
 
 # Authorization

@@ -29,16 +29,18 @@ from clinic_shared.envelope import Envelope, to_kafka
 from clinic_shared.testing import FakeClock, api_client, bearer, count_rows, migrate
 from clinic_shared.testing import apply_once as shared_apply_once
 from clinic_shared.uow import UnitOfWorkFactory
-from notify.adapters.orm import INFRA, NotificationRow
+from notify.adapters.orm import INFRA, MessageRow
 from notify.config import NotifySettings
 from notify.entrypoints.api import create_app
 from notify.entrypoints.cli import SERVICE_DIR
-from notify.entrypoints.consumer import EVENT_HANDLERS
+from notify.entrypoints.consumer import event_handlers
+
 
 CONSUMER = "notify"
 REGISTERED_AT = datetime(2026, 11, 20, 17, 5, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 17, 9, 30, tzinfo=UTC)
-NOTIFICATION = NotificationRow.__table__
+NOTIFICATION = MessageRow.__table__
+EVENT_HANDLERS = event_handlers(None)  # type: ignore[arg-type] # registration asks no directory
 PROBLEM = "application/problem+json"
 SAMPLES = sorted(
     (
@@ -94,7 +96,7 @@ async def apply_once(uow_factory: UnitOfWorkFactory, envelope: Envelope) -> bool
 # Applying events
 
 
-async def test_a_registered_patient_gets_one_welcome_email_due_at_registration(notify):
+async def test_a_registered_patient_gets_one_welcome_email_due_at_once(notify):
     patient_id = uuid.uuid4()
     envelope = patient_registered(patient_id)
 
@@ -103,9 +105,10 @@ async def test_a_registered_patient_gets_one_welcome_email_due_at_registration(n
     [row] = await notify.notifications()
     assert row["patient_id"] == patient_id
     assert (row["kind"], row["channel"], row["status"]) == ("welcome", "email", "scheduled")
-    assert row["due_at"] == REGISTERED_AT
+    assert row["due_at"] == NOW  # registered minutes ago: due now, never in the past
+    assert row["planned_at"] == REGISTERED_AT
     assert row["created_at"] == NOW
-    assert row["source_event_id"] == envelope.event_id
+    assert row["dedupe_key"] == f"welcome:{patient_id}:email"
     assert await notify.inbox_rows() == 1
 
 
@@ -194,8 +197,7 @@ async def test_the_producers_sample_goes_through_the_real_consumer_once(notify, 
     [row] = await notify.notifications()
     assert str(row["patient_id"]) == payload["patient_id"]
     assert row["kind"] == "welcome"
-    assert row["due_at"] == datetime.fromisoformat(payload["registered_at"])
-    assert row["source_event_id"] == envelope.event_id
+    assert row["planned_at"] == datetime.fromisoformat(payload["registered_at"])
     assert await notify.inbox_rows() == 1
 
 
@@ -236,7 +238,7 @@ async def test_a_patient_sees_their_own_notifications(notify, welcomed):
         "email",
         "scheduled",
     )
-    assert datetime.fromisoformat(message["due_at"]) == REGISTERED_AT
+    assert datetime.fromisoformat(message["due_at"]) == NOW
     uuid.UUID(message["id"])
 
 

@@ -8,6 +8,7 @@ read everyone's messages.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import parse_qsl
 from uuid import UUID
 from xml.sax.saxutils import escape
 
@@ -34,6 +35,7 @@ from notify.service_layer import replies, scheduling
 SELF_OR_STAFF = require_roles(Role.PATIENT, *STAFF_ROLES)
 SELF = require_roles(Role.PATIENT)
 MAX_WEBHOOK_BYTES = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
 
 
 def notification_out(message: Message) -> NotificationOut:
@@ -140,10 +142,7 @@ def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI
                 503, "inbound_sms_not_configured", "Service unavailable",
                 "NOTIFY_SMS_AUTH_TOKEN is not set.",
             )  # fmt: skip
-        if int(request.headers.get("content-length") or 0) > MAX_WEBHOOK_BYTES:
-            raise ProblemError(413, "too_large", "Webhook refused", "The request is too large.")
-        form = await request.form()
-        params = {k: v for k, v in form.items() if isinstance(v, str)}
+        params = await _webhook_form(request)
         url = settings.inbound_sms_url or str(request.url)
         if not verify_twilio_signature(
             url,
@@ -167,6 +166,35 @@ def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI
         return twiml(_answer(outcome, uow_factory.policy.clinic.phone))
 
     return app
+
+
+async def _webhook_form(request: Request) -> dict[str, str]:
+    """The webhook's form fields (the last value of a repeated one), from at most
+    `MAX_WEBHOOK_BYTES` of body: read here, as Starlette's form parser needs python-multipart
+    and reads a body of any length."""
+    too_large = ProblemError(413, "too_large", "Webhook refused", "The request is too large.")
+    declared = request.headers.get("content-length") or "0"
+    if not declared.isdigit() or int(declared) > MAX_WEBHOOK_BYTES:
+        raise too_large
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != FORM:
+        raise ProblemError(
+            415, "unsupported_media_type", "Webhook refused", f"A form post ({FORM}) is expected."
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_WEBHOOK_BYTES:
+            raise too_large
+    try:
+        fields = parse_qsl(
+            body.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProblemError(
+            400, "malformed_webhook", "Webhook refused", "The form is not URL-encoded UTF-8."
+        ) from exc
+    return dict(fields)
 
 
 def _answer(outcome: replies.ReplyOutcome, phone: str) -> str | None:

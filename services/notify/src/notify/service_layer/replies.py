@@ -15,7 +15,7 @@ from uuid import UUID
 from clinic_shared.logging import get_logger
 from clinic_shared.problems import ProblemError
 from clinic_shared.uow import SqlUnitOfWork, UnitOfWorkFactory
-from notify.domain.model import Channel, Kind
+from notify.domain.model import AppointmentStatus, Channel, Kind
 from notify.domain.ports import PatientDirectory
 from notify.service_layer.delivery import recipient_digest
 from notify.service_layer.scheduling import preferences_of, repository, set_preferences
@@ -26,6 +26,9 @@ YES = frozenset({"yes", "y", "yes.", "yes!", "yep", "confirm", "confirmed"})
 STOP = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 RETRY_AFTER = timedelta(minutes=1)
 MAX_RETRY_AFTER = timedelta(minutes=30)
+RIDE_STILL_NEEDED = (AppointmentStatus.BOOKED, AppointmentStatus.CHECKED_IN)
+MATCHED = frozenset({"pending", "applied", "refused"})
+"""A YES recorded with one of these statuses was answered as matched (`pending` at first)."""
 
 
 def meaning_of(body: str) -> str:
@@ -54,12 +57,16 @@ async def record_reply(
     meaning = meaning_of(body)
     earlier = await repo.reply(provider_ref)
     if earlier is not None:
-        return ReplyOutcome(earlier["meaning"], earlier["message_id"] is not None, True)
+        return ReplyOutcome(earlier["meaning"], earlier["status"] in MATCHED, True)
     answered = await repo.last_text_to(digest, Kind.RIDE_HOME)
     appointment = None
     if answered is not None and answered.subject_id is not None:
         appointment = await repo.appointment(answered.subject_id)
-    upcoming = appointment is not None and appointment.end > now
+    upcoming = (
+        appointment is not None
+        and appointment.status in RIDE_STILL_NEEDED
+        and appointment.end > now
+    )
     status = "ignored"
     if meaning == "yes":
         status = "pending" if upcoming else "unmatched"
