@@ -135,7 +135,7 @@ class SmtpRecorder:
         self._controller: Any = None
         self.port = 0
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         if self.rcpt_reply is not None:
@@ -143,7 +143,7 @@ class SmtpRecorder:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.data_reply is not None:
             return self.data_reply
         self.recipients.append(list(envelope.rcpt_tos))

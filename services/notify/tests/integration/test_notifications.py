@@ -35,7 +35,6 @@ from notify.entrypoints.api import create_app
 from notify.entrypoints.cli import SERVICE_DIR
 from notify.entrypoints.consumer import event_handlers
 
-
 CONSUMER = "notify"
 REGISTERED_AT = datetime(2026, 11, 20, 17, 5, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 17, 9, 30, tzinfo=UTC)

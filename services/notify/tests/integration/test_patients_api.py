@@ -306,11 +306,6 @@ async def test_turning_texts_off_cancels_pending_texts_and_keeps_email(desk: Any
     assert sent[("confirmation", "course", "email")]["status"] == "sent"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduling.set_preferences cancels SMS-only reminders (fasting, ride home) when "
-    "texts are turned off without scheduling the e-mail that channels_for falls back to",
-)
 async def test_turning_texts_off_still_leaves_the_patient_their_reminders_by_email(
     desk: Any,
 ) -> None:
@@ -325,6 +320,24 @@ async def test_turning_texts_off_still_leaves_the_patient_their_reminders_by_ema
     }
     assert ("ride_home", "24h_before") in pending
     assert ("fasting", "evening_before") in pending
+
+
+async def test_texts_turned_off_and_on_again_come_back_and_push_joins(desk: Any) -> None:
+    patient_id, _ = await book(desk)
+    before = by_step(await desk.notifications(patient_id))
+    ride_sms = before[("ride_home", "24h_before", "sms")]
+
+    await put_preferences(desk, patient_id, {"channels": ["email"]})
+    body = {"channels": ["email", "sms", "push"], "push_device": "device-token-0123456789"}
+    assert (await put_preferences(desk, patient_id, body)).status_code == 200
+
+    after = by_step(await desk.notifications(patient_id))
+    # the same text message is scheduled again, a push copy joins, the e-mail stand-in goes
+    assert after[("ride_home", "24h_before", "sms")]["id"] == ride_sms["id"]
+    assert after[("ride_home", "24h_before", "sms")]["status"] == "scheduled"
+    assert after[("ride_home", "24h_before", "push")]["status"] == "scheduled"
+    assert after[("ride_home", "24h_before", "push")]["due_at"] == ride_sms["due_at"]
+    assert after[("ride_home", "24h_before", "email")]["status"] == "cancelled"
 
 
 async def test_own_quiet_hours_move_a_pending_reminder_before_they_begin(desk: Any) -> None:

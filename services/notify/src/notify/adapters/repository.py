@@ -103,6 +103,11 @@ class NotifyRepository:
         )
         return None if row is None else _message(row)
 
+    async def by_key(self, dedupe_key: str) -> Message | None:
+        statement = sa.select(MESSAGE).where(MESSAGE.c.dedupe_key == dedupe_key)
+        row = (await self._session.execute(statement)).mappings().first()
+        return None if row is None else _message(row)
+
     async def for_patient(self, patient_id: UUID, limit: int = 500) -> list[Message]:
         rows = (
             await self._session.execute(
@@ -206,11 +211,17 @@ class NotifyRepository:
         *,
         provider_ref: str | None = None,
         error: str | None = None,
+        attempt: int | None = None,
     ) -> None:
-        """Record the outcome of the message's open ledger row."""
+        """Record the outcome of a ledger row: that attempt's, else the message's open one."""
+        which = (
+            DELIVERY.c.attempt == attempt
+            if attempt is not None
+            else DELIVERY.c.outcome == "sending"
+        )
         await self._session.execute(
             sa.update(DELIVERY)
-            .where(DELIVERY.c.message_id == message_id, DELIVERY.c.outcome == "sending")
+            .where(DELIVERY.c.message_id == message_id, which)
             .values(outcome=outcome, provider_ref=provider_ref, error=error, finished_at=now)
         )
 

@@ -165,8 +165,15 @@ class Deliveries:
         if not address:
             await self._give_up(claim, uow_factory, "no_address")
             return
+        try:
+            outgoing = self._compose(message, claim.policy, contact, address, message.claimed_at)
+        except Exception as exc:  # a template or calendar that cannot be made: never will be
+            log.error(
+                "message cannot be composed", message_id=str(message.id), error=type(exc).__name__
+            )
+            await self._give_up(claim, uow_factory, "unrenderable")
+            return
         async with uow_factory() as uow:
-            outgoing = self._compose(message, claim.policy, contact, address, uow.clock.now())
             if not await repository(uow).start_sending(message, claim.token, uow.clock.now()):
                 return  # cancelled meanwhile, or reaped and taken by another dispatcher
             attempt = message.attempts + 1
@@ -191,8 +198,9 @@ class Deliveries:
         return preferences.push_device
 
     def _compose(
-        self, message: Message, policy: Policy, contact: Contact, address: str, now: datetime
+        self, message: Message, policy: Policy, contact: Contact, address: str, now: datetime | None
     ) -> Email | TextMessage:
+        assert now is not None, "composed only once claimed"
         if message.channel is Channel.EMAIL:
             return compose_email(message, policy, contact, address, self.templates, now)
         return compose_text(message, policy, address, self.templates)
@@ -229,11 +237,17 @@ class Deliveries:
             repo = repository(uow)
             now = uow.clock.now()
             message = await repo.get(claim.message.id)
-            if message is None or message.claim_token != claim.token:
+            if message is None:
                 return
             await repo.close_delivery(
-                message.id, outcome, now, provider_ref=provider_ref, error=error
+                message.id, outcome, now, provider_ref=provider_ref, error=error, attempt=attempt
             )
+            if message.claim_token != claim.token or message.status is not Status.SENDING:
+                # the reaper settled it as `unknown` while the call dragged on: the ledger keeps
+                # what the provider said, and the message is never tried again
+                log.warning("late provider answer", message_id=str(message.id), outcome=outcome)
+                await uow.commit()
+                return
             message.updated_at = now
             if outcome == "accepted":
                 message.status, message.sent_at, message.provider_ref = (

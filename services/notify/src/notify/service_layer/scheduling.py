@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from notify.adapters.repository import NotifyRepository
 from notify.domain import schedule
 from notify.domain.model import (
     AppointmentStatus,
+    Channel,
     Kind,
     KnownAppointment,
     Message,
@@ -350,7 +351,8 @@ async def on_appointment_cancelled(
         await repo.put_appointment(appointment)
     await cancel_pending(uow, [event.appointment_id], "appointment_cancelled")
     revision = appointment.revision if appointment is not None else 0
-    end = appointment.end if appointment is not None else event.start
+    # an appointment notify never heard of still gets a calendar cancel, by its id
+    end = appointment.end if appointment is not None else event.start + timedelta(hours=1)
     slot = {
         "appointment_id": str(event.appointment_id),
         "start": event.start.isoformat(),
@@ -613,22 +615,66 @@ async def messages_for(patient_id: UUID, uow: SqlUnitOfWork) -> list[Message]:
 
 
 async def set_preferences(preferences: Preferences, uow: SqlUnitOfWork) -> Preferences:
-    """Store the patient's preferences and apply them to what is still pending: messages on a
-    channel they turned off are cancelled, and due times are placed out of the new quiet hours."""
+    """Store the patient's preferences and apply them to what is still pending: each pending
+    message goes to the channels its kind now takes (a text turned off becomes an e-mail, a
+    channel turned on joins), and due times are placed out of the new quiet hours."""
     repo = repository(uow)
     now = uow.clock.now()
     await repo.put_preferences(preferences, now)
     allowed = preferences.allowed()
     windows = quiet_windows(uow, preferences)
     zone = clinic_zone(uow)
+    groups: dict[str, list[Message]] = {}
     for message in await repo.pending(patient_id=preferences.patient_id):
-        if message.status is not Status.SCHEDULED:
-            continue  # a dispatcher holds it: it goes out as it is
-        if message.channel not in channels_for(message.kind, allowed):
-            message.status = Status.CANCELLED
-            message.last_error = "channel_turned_off"
-        elif message.attempts == 0:  # one waiting out a provider's refusal keeps its backoff
-            message.due_at = schedule.place(message.planned_at, now, windows, zone)
-        message.updated_at = now
-        await repo.save(message)
+        if message.status is Status.SCHEDULED:  # a claimed one goes out as it is
+            groups.setdefault(message.dedupe_key.rsplit(":", 1)[0], []).append(message)
+    for base, messages in groups.items():
+        wanted = channels_for(messages[0].kind, allowed)
+        for message in messages:
+            if message.channel not in wanted:
+                message.status, message.last_error = Status.CANCELLED, "channel_turned_off"
+            elif message.attempts == 0:  # one waiting out a provider's refusal keeps its backoff
+                message.due_at = schedule.place(message.planned_at, now, windows, zone)
+            message.updated_at = now
+            await repo.save(message)
+        have = {m.channel for m in messages}
+        for channel in (c for c in wanted if c not in have):
+            await _reopen_on(
+                repo, messages[0], f"{base}:{channel.value}", channel, now, windows, zone
+            )
     return preferences
+
+
+async def _reopen_on(
+    repo: NotifyRepository,
+    like: Message,
+    key: str,
+    channel: Channel,
+    now: datetime,
+    windows: Sequence[QuietHours],
+    zone: ZoneInfo,
+) -> None:
+    """The message `like` on another channel: the one turned off before comes back, else a
+    new one."""
+    due = schedule.place(like.planned_at, now, windows, zone)
+    earlier = await repo.by_key(key)
+    if earlier is not None:
+        if earlier.status is Status.CANCELLED and earlier.last_error == "channel_turned_off":
+            earlier.status, earlier.last_error, earlier.due_at = Status.SCHEDULED, None, due
+            earlier.updated_at = now
+            await repo.save(earlier)
+        return
+    copy = Message.new(
+        patient_id=like.patient_id,
+        kind=like.kind,
+        step=like.step,
+        channel=channel,
+        dedupe_key=key,
+        planned_at=like.planned_at,
+        due_at=due,
+        send_by=like.send_by,
+        now=now,
+        subject_id=like.subject_id,
+        facts=like.facts,
+    )
+    await repo.add_messages([copy])
