@@ -10,19 +10,21 @@ import dataclasses
 import email
 import email.policy
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from clinic_shared.clock import FakeClock
+from clinic_shared.contracts import booking
 from clinic_shared.duequeue import drain
 from clinic_shared.envelope import Envelope, IntegrationEvent
 from clinic_shared.problems import ProblemError
@@ -39,6 +41,7 @@ from notify.service_layer.delivery import Channels, Deliveries, StaleClaims
 from notify.service_layer.replies import RideReplies
 
 NOW = datetime(2026, 11, 20, 17, 5, tzinfo=UTC)  # Friday 09:05 in Portland
+LA = ZoneInfo("America/Los_Angeles")  # the default policy's clinic
 PROBLEM = "application/problem+json"
 SMS_TOKEN = "twilio-auth-token-for-tests"
 DIGEST_KEY = b"digest-key-for-tests"
@@ -208,3 +211,68 @@ async def desk(
     finally:
         await app.state.broker_probe.close()
         await app.state.infra.dispose()
+
+
+def local(text: str) -> datetime:
+    """A clinic-local wall time."""
+    return datetime.fromisoformat(text).replace(tzinfo=LA)
+
+
+@dataclass
+class Booked:
+    course_id: UUID
+    slots: list[booking.SlotFact]
+
+    @property
+    def appointment_ids(self) -> list[UUID]:
+        return [s.appointment_id for s in self.slots]
+
+
+async def book(
+    desk: Desk,
+    patient_id: UUID,
+    starts: Sequence[str],
+    *,
+    family: str = "mood",
+    hours: int = 2,
+    appointments: bool = True,
+) -> Booked:
+    """What booking says of a course: the course, then (unless told not to) each appointment."""
+    course_id = uuid.uuid4()
+    slots = [
+        booking.SlotFact(
+            appointment_id=uuid.uuid4(),
+            resource_id="chair-1",
+            start=local(s),
+            end=local(s) + timedelta(hours=hours),
+        )
+        for s in starts
+    ]
+    protocol = f"{family}_induction"
+    assert await desk.deliver(
+        booking.CourseBooked(
+            course_id=course_id,
+            patient_id=patient_id,
+            protocol=protocol,
+            family=family,  # type: ignore[arg-type]
+            slots=slots,
+            booked_at=desk.clock.now(),
+            booked_by="patient",
+        )
+    )
+    for n, slot in enumerate(slots if appointments else [], start=1):
+        assert await desk.deliver(
+            booking.AppointmentBooked(
+                appointment_id=slot.appointment_id,
+                course_id=course_id,
+                patient_id=patient_id,
+                protocol=protocol,
+                family=family,  # type: ignore[arg-type]
+                sequence=n,
+                resource_id=slot.resource_id,
+                start=slot.start,
+                end=slot.end,
+                first_visit=n == 1,
+            )
+        )
+    return Booked(course_id, slots)

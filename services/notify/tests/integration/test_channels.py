@@ -12,7 +12,6 @@ import email
 import email.policy
 import json
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -30,6 +29,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 
+from clinic_shared.testing import free_port
 from notify.adapters.calendar import CalendarEvent, calendar_attachment
 from notify.adapters.email import FileEmailSink, SmtpEmailSender
 from notify.adapters.texts import (
@@ -48,13 +48,6 @@ START = datetime(2026, 12, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
 ACCOUNT = "AC" + "0" * 32
 TOKEN = "twilio-auth-token"
 SID = "SM" + "a" * 32
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RecordingHandler:

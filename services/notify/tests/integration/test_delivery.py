@@ -12,13 +12,10 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
@@ -30,74 +27,13 @@ from notify.domain.model import Channel, Kind, Message, Status
 from notify.domain.ports import Contact, DeliveryDeferred, DeliveryRejected
 from notify.service_layer.scheduling import repository
 
-from .conftest import NOW, Desk
+from .conftest import NOW, Booked, Desk, book, local
 
-LA = ZoneInfo("America/Los_Angeles")
 SENT = "notify.message.sent.v1"
 FAILED = "notify.message.failed.v1"
 ADDRESS = "ada.quinn@example.com"
 PHONE = "+15035550111"
 CLAIM_TIMEOUT = timedelta(seconds=300)
-
-
-def local(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=LA)
-
-
-@dataclass(frozen=True)
-class Booked:
-    course_id: UUID
-    slots: list[booking.SlotFact]
-
-
-async def book(
-    desk: Desk,
-    patient_id: UUID,
-    starts: Sequence[str],
-    *,
-    family: str = "mood",
-    appointments: bool = True,
-) -> Booked:
-    """What booking says of a course: the course, then (unless told not to) each appointment."""
-    course_id = uuid.uuid4()
-    slots = [
-        booking.SlotFact(
-            appointment_id=uuid.uuid4(),
-            resource_id="chair-1",
-            start=local(s),
-            end=local(s) + timedelta(hours=2),
-        )
-        for s in starts
-    ]
-    protocol = f"{family}_induction"
-    assert await desk.deliver(
-        booking.CourseBooked(
-            course_id=course_id,
-            patient_id=patient_id,
-            protocol=protocol,
-            family=family,
-            slots=slots,
-            booked_at=desk.clock.now(),
-            booked_by="patient",
-        )
-    )
-    if appointments:
-        for n, slot in enumerate(slots, start=1):
-            assert await desk.deliver(
-                booking.AppointmentBooked(
-                    appointment_id=slot.appointment_id,
-                    course_id=course_id,
-                    patient_id=patient_id,
-                    protocol=protocol,
-                    family=family,
-                    sequence=n,
-                    resource_id=slot.resource_id,
-                    start=slot.start,
-                    end=slot.end,
-                    first_visit=n == 1,
-                )
-            )
-    return Booked(course_id, slots)
 
 
 def cancellation(

@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,13 +18,7 @@ from clinic_shared.envelope import Envelope
 from clinic_shared.policy import parse_policy
 from clinic_shared.testing import apply_once
 
-from .conftest import NOW, Desk
-
-LA = ZoneInfo("America/Los_Angeles")
-
-
-def local(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=LA)
+from .conftest import LA, NOW, book, local
 
 
 def shown(messages: list[dict[str, Any]], *kinds: str) -> list[tuple[str, str, str, str]]:
@@ -42,54 +35,23 @@ def shown(messages: list[dict[str, Any]], *kinds: str) -> list[tuple[str, str, s
     )
 
 
-@dataclasses.dataclass
-class Booked:
-    course_id: UUID
-    appointment_ids: list[UUID]
-
-
-async def book(
-    desk: Desk, patient_id: UUID, starts: list[str], *, family: str = "mood", hours: int = 2
-) -> Booked:
-    """What booking says about a course: the course, then each appointment."""
-    course_id = uuid.uuid4()
-    slots = [
-        booking.SlotFact(
-            appointment_id=uuid.uuid4(),
-            resource_id="chair-1",
-            start=local(s),
-            end=local(s) + timedelta(hours=hours),
-        )
-        for s in starts
-    ]
-    protocol = f"{family}_induction"
-    assert await desk.deliver(
-        booking.CourseBooked(
-            course_id=course_id,
-            patient_id=patient_id,
-            protocol=protocol,
-            family=family,  # type: ignore[arg-type]
-            slots=slots,
-            booked_at=desk.clock.now(),
-            booked_by="patient",
-        )
+def moved(desk: Any, patient: UUID, booked: Any, to: str) -> booking.AppointmentRescheduled:
+    """Booking moved the course's first appointment to `to` (clinic-local), on time."""
+    slot = booked.slots[0]
+    return booking.AppointmentRescheduled(
+        appointment_id=slot.appointment_id,
+        course_id=booked.course_id,
+        patient_id=patient,
+        previous_start=slot.start,
+        start=local(to),
+        end=local(to) + (slot.end - slot.start),
+        resource_id=slot.resource_id,
+        timing="on_time",
+        fee_cents=0,
+        fee_waived=False,
+        rescheduled_at=desk.clock.now(),
+        rescheduled_by="patient",
     )
-    for n, slot in enumerate(slots, start=1):
-        assert await desk.deliver(
-            booking.AppointmentBooked(
-                appointment_id=slot.appointment_id,
-                course_id=course_id,
-                patient_id=patient_id,
-                protocol=protocol,
-                family=family,  # type: ignore[arg-type]
-                sequence=n,
-                resource_id=slot.resource_id,
-                start=slot.start,
-                end=slot.end,
-                first_visit=n == 1,
-            )
-        )
-    return Booked(course_id, [s.appointment_id for s in slots])
 
 
 REMINDERS = ("fasting", "ride_home", "medication_hold")
@@ -215,22 +177,7 @@ async def test_a_reschedule_moves_pending_reminders_and_sends_a_change_notice(de
         if m["kind"] in REMINDERS
     }
 
-    assert await desk.deliver(
-        booking.AppointmentRescheduled(
-            appointment_id=booked.appointment_ids[0],
-            course_id=booked.course_id,
-            patient_id=patient,
-            previous_start=local("2026-12-10T13:00"),
-            start=local("2026-12-15T10:00"),
-            end=local("2026-12-15T12:00"),
-            resource_id="chair-2",
-            timing="on_time",
-            fee_cents=0,
-            fee_waived=False,
-            rescheduled_at=desk.clock.now(),
-            rescheduled_by="patient",
-        )
-    )
+    assert await desk.deliver(moved(desk, patient, booked, "2026-12-15T10:00"))
 
     messages = await desk.notifications(patient)
     assert shown(messages, "change") == [
@@ -258,22 +205,7 @@ async def test_a_reminder_already_sent_goes_out_again_for_the_new_time(desk):
     await desk.run_due()
     assert [m.body for m in desk.sms.sent if "drive you home" in m.body]
 
-    assert await desk.deliver(
-        booking.AppointmentRescheduled(
-            appointment_id=booked.appointment_ids[0],
-            course_id=booked.course_id,
-            patient_id=patient,
-            previous_start=local("2026-12-10T13:00"),
-            start=local("2026-12-17T13:00"),
-            end=local("2026-12-17T15:00"),
-            resource_id="chair-1",
-            timing="on_time",
-            fee_cents=0,
-            fee_waived=False,
-            rescheduled_at=desk.clock.now(),
-            rescheduled_by="staff",
-        )
-    )
+    assert await desk.deliver(moved(desk, patient, booked, "2026-12-17T13:00"))
 
     rides = [m for m in await desk.notifications(patient) if m["kind"] == "ride_home"]
     assert sorted((m["status"], m["due_at"][:10]) for m in rides) == [

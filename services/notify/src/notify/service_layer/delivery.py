@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -280,28 +281,39 @@ class Deliveries:
 
     async def _release(self, claim: _Claim, uow_factory: UnitOfWorkFactory) -> None:
         """Nothing was sent: back to the queue, a little later."""
-        async with uow_factory() as uow:
-            repo = repository(uow)
-            message = await repo.get(claim.message.id)
-            if message is None or message.claim_token != claim.token:
-                return
-            now = uow.clock.now()
+
+        async def release(message: Message, now: datetime, uow: SqlUnitOfWork) -> None:
             message.status, message.claim_token, message.claimed_at = Status.SCHEDULED, None, None
-            message.due_at, message.updated_at = now + backoff(claim.policy, 1), now
+            message.due_at = now + backoff(claim.policy, 1)
             message.last_error = "contact_unavailable"
-            await repo.save(message)
-            await uow.commit()
+
+        await self._settle(claim, uow_factory, release)
 
     async def _give_up(self, claim: _Claim, uow_factory: UnitOfWorkFactory, reason: str) -> None:
+        """Nothing was sent, and nothing ever will be."""
+
+        async def give_up(message: Message, now: datetime, uow: SqlUnitOfWork) -> None:
+            message.status, message.last_error = Status.FAILED, reason
+            await publish_failure(uow, message, Status.FAILED, reason, now)
+
+        await self._settle(claim, uow_factory, give_up)
+
+    @staticmethod
+    async def _settle(
+        claim: _Claim,
+        uow_factory: UnitOfWorkFactory,
+        change: Callable[[Message, datetime, SqlUnitOfWork], Awaitable[None]],
+    ) -> None:
+        """Apply `change` to the claimed message, if the claim is still ours."""
         async with uow_factory() as uow:
             repo = repository(uow)
             message = await repo.get(claim.message.id)
             if message is None or message.claim_token != claim.token:
                 return
             now = uow.clock.now()
-            message.status, message.last_error, message.updated_at = Status.FAILED, reason, now
+            await change(message, now, uow)
+            message.updated_at = now
             await repo.save(message)
-            await publish_failure(uow, message, Status.FAILED, reason, now)
             await uow.commit()
 
 

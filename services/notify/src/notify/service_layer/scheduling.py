@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from clinic_shared.consumer import EventContext
+from clinic_shared.consumer import EventContext, Handler
 from clinic_shared.contracts import billing, booking, waitlist
 from clinic_shared.policy import QuietHours
 from clinic_shared.problems import ProblemError
@@ -409,22 +409,18 @@ async def _appointment_over(
     return appointment
 
 
-async def on_checked_in(
-    event: booking.AppointmentCheckedIn, context: EventContext, uow: SqlUnitOfWork
-) -> None:
-    await _appointment_over(uow, event.appointment_id, AppointmentStatus.CHECKED_IN)
+def _over(status: AppointmentStatus) -> Handler:
+    """The handler of an event that ends an appointment: its reminders are cancelled."""
+
+    async def handle(event: Any, context: EventContext, uow: SqlUnitOfWork) -> None:
+        await _appointment_over(uow, event.appointment_id, status)
+
+    return handle
 
 
-async def on_no_show(
-    event: booking.AppointmentNoShow, context: EventContext, uow: SqlUnitOfWork
-) -> None:
-    await _appointment_over(uow, event.appointment_id, AppointmentStatus.NO_SHOW)
-
-
-async def on_consult_completed(
-    event: booking.ConsultCompleted, context: EventContext, uow: SqlUnitOfWork
-) -> None:
-    await _appointment_over(uow, event.appointment_id, AppointmentStatus.COMPLETED)
+on_checked_in = _over(AppointmentStatus.CHECKED_IN)
+on_no_show = _over(AppointmentStatus.NO_SHOW)
+on_consult_completed = _over(AppointmentStatus.COMPLETED)
 
 
 async def on_infusion_completed(
