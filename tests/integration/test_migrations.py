@@ -4,8 +4,10 @@ at a time back to base, up again; and the migrated schema is the one the code ma
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -71,6 +73,9 @@ KNOWN_ADDITIONS: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("notify", "0001"): INFRA_TABLES,
     ("notify", "0002"): frozenset({"notification"}),
+    ("notify", "0003"): frozenset(
+        {"message", "delivery", "preference", "appointment", "inbound_reply"}
+    ),
 }
 
 Schema = dict[str, frozenset[str]]
@@ -205,3 +210,44 @@ async def test_autogenerate_finds_no_drift_between_migrations_and_metadata(
         return list(compare_metadata(context, service.metadata))
 
     assert await inspect(engine, drift) == []
+
+
+async def test_notifys_welcome_notifications_become_messages_and_come_back(database_url, engine):
+    """0003 replaces the thin flow's `notification` table: its rows are kept as messages."""
+    service = SERVICES["notify"]
+    await upgrade(service, database_url, "0002")
+    patient_id, row_id = uuid.uuid4(), uuid.uuid4()
+    due = datetime(2026, 11, 20, 17, 5, tzinfo=UTC)
+    notification = sa.table(
+        "notification",
+        sa.column("id", sa.Uuid()),
+        sa.column("patient_id", sa.Uuid()),
+        *(sa.column(c) for c in ("kind", "channel", "status")),
+        sa.column("due_at", sa.DateTime(timezone=True)),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("source_event_id"),
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(notification).values(
+                id=row_id, patient_id=patient_id, kind="welcome", channel="email",
+                status="scheduled", due_at=due, created_at=due, source_event_id="evt-1",
+            )
+        )  # fmt: skip
+
+    await upgrade(service, database_url, "0003")
+
+    def messages(conn: Connection) -> list[tuple[object, ...]]:
+        query = sa.text("SELECT kind, step, channel, status, dedupe_key FROM message")
+        return [tuple(row) for row in conn.execute(query)]
+
+    assert await inspect(engine, messages) == [
+        ("welcome", "welcome", "email", "scheduled", f"welcome:{patient_id}:email")
+    ]
+    await downgrade(service, database_url, "0002")
+
+    def notifications(conn: Connection) -> list[tuple[object, ...]]:
+        query = sa.text("SELECT kind, channel, status FROM notification")
+        return [tuple(row) for row in conn.execute(query)]
+
+    assert await inspect(engine, notifications) == [("welcome", "email", "scheduled")]

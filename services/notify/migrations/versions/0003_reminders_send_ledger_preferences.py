@@ -162,8 +162,8 @@ NOTIFICATION = sa.table(
     sa.column("kind", sa.String()),
     sa.column("channel", sa.String()),
     sa.column("status", sa.String()),
-    sa.column("due_at", sa.DateTime(timezone=True)),
-    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("due_at", UtcDateTime()),
+    sa.column("created_at", UtcDateTime()),
     sa.column("source_event_id", sa.String()),
 )
 MESSAGE = sa.table(

@@ -178,12 +178,6 @@ class NotifyRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def count_by_status(self) -> dict[str, int]:
-        rows = await self._session.execute(
-            sa.select(MESSAGE.c.status, sa.func.count()).group_by(MESSAGE.c.status)
-        )
-        return {status: count for status, count in rows.tuples()}
-
     # send ledger -----------------------------------------------------------------------------
 
     async def open_delivery(
