@@ -187,6 +187,7 @@ class Desk:
             return len(found) >= count
 
         await eventually(arrived, timeout, f"{count} messages for the patient")
+        assert len(found) == count, [(m["kind"], m["step"]) for m in found]
         return found
 
     def emails_to(self, address: str) -> list[EmailMessage]:
@@ -322,9 +323,9 @@ async def test_courses_booked_over_the_api_get_every_reminder_on_the_clinic_cloc
         assert first == _local(monday, 13, zone)
         pain_starts = [datetime.fromisoformat(a["start"]).astimezone(zone) for a in pain_course]
 
-        # 1 welcome, 2 confirmations, per infusion 3 reminders (2 where the window is quiet)
-        # and a hold per appointment
-        mood_messages = await desk.settled(mood["id"], 1 + 2 + 6 * 2 + 6)
+        # 1 welcome, 2 confirmations, per infusion 3 reminders (2 where the fasting window
+        # opens in quiet hours) and a hold
+        mood_messages = await desk.settled(mood["id"], 1 + 2 + 6 * 3 + 6)
         pain_messages = await desk.settled(pain["id"], 1 + 2 + 5 * 2 + 5)
 
         dispatcher = clinic.start("notify", "dispatcher")

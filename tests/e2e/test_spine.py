@@ -213,6 +213,9 @@ async def test_a_consumer_killed_mid_batch_while_another_joins_applies_every_eve
         return ours <= await _event_ids(notify_db, group)
 
     try:
+        # notify asks booking for the intake of any appointment it sees booked (earlier tests'
+        # events are on the topic too): booking answers, knowing none of those patients
+        isolated.start("booking", "api")
         first = isolated.start("notify", "consumer")
         await eventually(at_least(200), timeout=60, what="first consumer under way")
         isolated.start("notify", "consumer")  # joins the group: a rebalance mid-batch
