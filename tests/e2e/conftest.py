@@ -185,3 +185,57 @@ async def caught_up(bootstrap_servers: str, group: str, topic: str) -> bool:
         await probe.stop()
     done = {tp: committed[tp].offset if tp in committed else 0 for tp in partitions}
     return all(done[tp] >= ends[tp] for tp in partitions)
+
+
+SCREENING = dict.fromkeys(
+    (
+        "psychosis",
+        "seizure_disorder",
+        "aminophylline_use",
+        "uncontrolled_hypertension",
+        "unstable_cardiopulmonary_disease",
+    ),
+    False,
+)
+"""Every blocking screening question of the default policy, answered no."""
+
+
+async def cleared_patient(
+    client: httpx.AsyncClient,
+    system: System,
+    *,
+    first_name: str = "Cleared",
+    last_name: str = "Patient",
+    date_of_birth: str = "1980-01-01",
+    phone: str = "+15035550177",
+    **intake: object,
+) -> dict:
+    """A patient registered by a scheduler, whose intake (condition mood unless `intake` says
+    otherwise) a clinician cleared: booking's answer to the registration."""
+    booking = system.urls["booking"]
+    created = await client.post(
+        f"{booking}/v1/patients",
+        json={
+            "first_name": first_name,
+            "last_name": last_name,
+            "date_of_birth": date_of_birth,
+            "email": f"p{uuid.uuid4().hex[:8]}@example.org",
+            "phone": phone,
+        },
+        headers=system.headers(Role.SCHEDULER),
+    )
+    assert created.status_code == 201, created.text
+    patient = dict(created.json())
+    answered = await client.put(
+        f"{booking}/v1/patients/{patient['id']}/intake",
+        json={"condition": "mood", "screening": SCREENING, **intake},
+        headers=system.headers(Role.PATIENT, patient["id"]),
+    )
+    assert answered.status_code == 200, answered.text
+    cleared = await client.post(
+        f"{booking}/v1/patients/{patient['id']}/intake/clearance",
+        json={"diagnosis_confirmed": True},
+        headers=system.headers(Role.CLINICIAN, "dr-e2e"),
+    )
+    assert cleared.status_code == 200, cleared.text
+    return patient

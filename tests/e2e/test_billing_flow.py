@@ -30,22 +30,20 @@ from clinic_shared.kafka import make_producer
 from clinic_shared.policy import load_policy
 from clinic_shared.testing import read_topic
 
-from .conftest import System, caught_up, count_sql, eventually, make_system, wait_for_file
+from .conftest import (
+    System,
+    caught_up,
+    cleared_patient,
+    count_sql,
+    eventually,
+    make_system,
+    wait_for_file,
+)
 
 pytestmark = pytest.mark.slow
 
 MOOD_FIRST_INFUSION_CENTS = 60000
 DIAGNOSIS = "F33.1"
-SCREENING = dict.fromkeys(
-    (
-        "psychosis",
-        "seizure_disorder",
-        "aminophylline_use",
-        "uncontrolled_hypertension",
-        "unstable_cardiopulmonary_disease",
-    ),
-    False,
-)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -108,32 +106,15 @@ class Flow:
         return self.system.headers(Role.PATIENT, patient_id)
 
     async def cleared_patient(self) -> str:
-        created = await self.client.post(
-            f"{self.booking}/v1/patients",
-            json={
-                "first_name": "Card",
-                "last_name": "Holder",
-                "date_of_birth": "1982-08-21",
-                "email": f"b{uuid.uuid4().hex[:8]}@example.org",
-                "phone": "+15035550177",
-            },
-            headers=self.scheduler,
+        patient = await cleared_patient(
+            self.client,
+            self.system,
+            first_name="Card",
+            last_name="Holder",
+            date_of_birth="1982-08-21",
+            diagnosis_codes=[DIAGNOSIS],
         )
-        assert created.status_code == 201, created.text
-        patient_id = str(created.json()["id"])
-        intake = await self.client.put(
-            f"{self.booking}/v1/patients/{patient_id}/intake",
-            json={"condition": "mood", "screening": SCREENING, "diagnosis_codes": [DIAGNOSIS]},
-            headers=self.patient(patient_id),
-        )
-        assert intake.status_code == 200, intake.text
-        cleared = await self.client.post(
-            f"{self.booking}/v1/patients/{patient_id}/intake/clearance",
-            json={"diagnosis_confirmed": True},
-            headers=self.clinician,
-        )
-        assert cleared.status_code == 200, cleared.text
-        return patient_id
+        return str(patient["id"])
 
     async def book_mood_induction(self, patient_id: str) -> list[dict]:
         found = await self.client.get(

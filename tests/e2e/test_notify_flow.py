@@ -28,20 +28,10 @@ from clinic_shared.faults import NOTIFY_AFTER_PROVIDER_ACCEPT
 from clinic_shared.policy import load_policy
 from clinic_shared.testing import SmtpRecorder, read_topic
 
-from .conftest import System, eventually, make_system, wait_for_file
+from .conftest import System, cleared_patient, eventually, make_system, wait_for_file
 
 pytestmark = pytest.mark.slow
 
-SCREENING = dict.fromkeys(
-    (
-        "psychosis",
-        "seizure_disorder",
-        "aminophylline_use",
-        "uncontrolled_hypertension",
-        "unstable_cardiopulmonary_disease",
-    ),
-    False,
-)
 CLAIM_TIMEOUT_SECONDS = 5
 ZONE = ZoneInfo("America/Los_Angeles")  # the default policy's clinic
 
@@ -132,26 +122,16 @@ class Desk:
         return dict(created.json())
 
     async def cleared_patient(self, condition: str, medications: list[dict]) -> dict:
-        patient = await self.register()
-        pid = patient["id"]
-        intake = await self.client.put(
-            f"{self.booking}/v1/patients/{pid}/intake",
-            json={
-                "condition": condition,
-                "screening": SCREENING,
-                "diagnosis_codes": ["F33.1" if condition == "mood" else "G90.50"],
-                "medications": medications,
-            },
-            headers=self.patient(pid),
+        return await cleared_patient(
+            self.client,
+            self.system,
+            first_name="Marisol",
+            last_name="Vantongeren",
+            phone="+15035550188",
+            condition=condition,
+            diagnosis_codes=["F33.1" if condition == "mood" else "G90.50"],
+            medications=medications,
         )
-        assert intake.status_code == 200, intake.text
-        cleared = await self.client.post(
-            f"{self.booking}/v1/patients/{pid}/intake/clearance",
-            json={"diagnosis_confirmed": True},
-            headers=self.clinician,
-        )
-        assert cleared.status_code == 200, cleared.text
-        return patient
 
     async def book(self, patient_id: str, protocol: str, starts: list[datetime]) -> list[dict]:
         """A course at exactly these clinic-local times, on one chair."""

@@ -17,49 +17,13 @@ from clinic_shared.envelope import Envelope, from_kafka, to_kafka
 from clinic_shared.kafka import ensure_topics, make_producer
 from clinic_shared.testing import read_topic
 
-from .conftest import eventually
+from .conftest import cleared_patient, eventually
 
 pytestmark = pytest.mark.slow
 
-SCREENING = {
-    flag: False
-    for flag in (
-        "psychosis",
-        "seizure_disorder",
-        "aminophylline_use",
-        "uncontrolled_hypertension",
-        "unstable_cardiopulmonary_disease",
-    )
-}
-
 
 async def _cleared_patient(client: httpx.AsyncClient, system) -> str:
-    booking = system.urls["booking"]
-    created = await client.post(
-        f"{booking}/v1/patients",
-        json={
-            "first_name": "Series",
-            "last_name": "Test",
-            "date_of_birth": "1990-02-02",
-            "email": f"s{uuid.uuid4().hex[:8]}@example.org",
-            "phone": "+15035550177",
-        },
-        headers=system.headers(Role.SCHEDULER),
-    )
-    patient_id = created.json()["id"]
-    intake = await client.put(
-        f"{booking}/v1/patients/{patient_id}/intake",
-        json={"condition": "mood", "screening": SCREENING},
-        headers=system.headers(Role.PATIENT, patient_id),
-    )
-    assert intake.status_code == 200, intake.text
-    cleared = await client.post(
-        f"{booking}/v1/patients/{patient_id}/intake/clearance",
-        json={"diagnosis_confirmed": True},
-        headers=system.headers(Role.CLINICIAN, "dr-e2e"),
-    )
-    assert cleared.status_code == 200, cleared.text
-    return str(patient_id)
+    return str((await cleared_patient(client, system, first_name="Series", last_name="Test"))["id"])
 
 
 async def _booking_events(kafka_bootstrap: str, event_type: str, **match: str) -> list[dict]:

@@ -26,21 +26,11 @@ from waitlist.bootstrap import bootstrap
 from waitlist.config import WaitlistSettings
 from waitlist.service_layer.offers import OfferExpiry
 
-from .conftest import System, caught_up, count_sql, eventually, make_system
+from .conftest import System, caught_up, cleared_patient, count_sql, eventually, make_system
 
 pytestmark = pytest.mark.slow
 
 CLINIC_TZ = ZoneInfo("America/Los_Angeles")
-SCREENING = dict.fromkeys(
-    (
-        "psychosis",
-        "seizure_disorder",
-        "aminophylline_use",
-        "uncontrolled_hypertension",
-        "unstable_cardiopulmonary_disease",
-    ),
-    False,
-)
 
 
 @pytest.fixture(scope="module")
@@ -75,32 +65,10 @@ class Flow:
         return self.system.headers(Role.PATIENT, patient_id)
 
     async def cleared_patient(self) -> str:
-        created = await self.client.post(
-            f"{self.booking}/v1/patients",
-            json={
-                "first_name": "Wait",
-                "last_name": "Lister",
-                "date_of_birth": "1979-03-03",
-                "email": f"w{uuid.uuid4().hex[:8]}@example.org",
-                "phone": "+15035550166",
-            },
-            headers=self.scheduler,
+        patient = await cleared_patient(
+            self.client, self.system, first_name="Wait", last_name="Lister", phone="+15035550166"
         )
-        assert created.status_code == 201, created.text
-        patient_id = str(created.json()["id"])
-        intake = await self.client.put(
-            f"{self.booking}/v1/patients/{patient_id}/intake",
-            json={"condition": "mood", "screening": SCREENING},
-            headers=self.patient(patient_id),
-        )
-        assert intake.status_code == 200, intake.text
-        cleared = await self.client.post(
-            f"{self.booking}/v1/patients/{patient_id}/intake/clearance",
-            json={"diagnosis_confirmed": True},
-            headers=self.system.headers(Role.CLINICIAN, "dr-e2e"),
-        )
-        assert cleared.status_code == 200, cleared.text
-        return patient_id
+        return str(patient["id"])
 
     async def book_course(self, patient_id: str, skip: int = 0) -> list[dict]:
         found = await self.client.get(

@@ -76,17 +76,17 @@ class NotifyRepository:
 
     # messages --------------------------------------------------------------------------------
 
-    async def add_messages(self, messages: Sequence[Message]) -> int:
-        """Insert the messages; one whose dedupe key exists already is left out. How many."""
-        added = 0
-        for message in messages:
-            result = await self._session.execute(
-                self._insert(MESSAGE)
-                .values(_message_values(message))
-                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        """Insert the messages in one statement; one whose dedupe key exists is left out."""
+        if messages:
+            await self._session.execute(
+                self._insert(MESSAGE).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+                [_message_values(m) for m in messages],
             )
-            added += int(result.rowcount)  # type: ignore[attr-defined]
-        return added
+
+    async def _one(self, statement: sa.Select[Any]) -> Message | None:
+        row = (await self._session.execute(statement)).mappings().first()
+        return None if row is None else _message(row)
 
     async def save(self, message: Message) -> None:
         values = _message_values(message)
@@ -96,17 +96,10 @@ class NotifyRepository:
         )
 
     async def get(self, message_id: UUID) -> Message | None:
-        row = (
-            (await self._session.execute(sa.select(MESSAGE).where(MESSAGE.c.id == message_id)))
-            .mappings()
-            .first()
-        )
-        return None if row is None else _message(row)
+        return await self._one(sa.select(MESSAGE).where(MESSAGE.c.id == message_id))
 
     async def by_key(self, dedupe_key: str) -> Message | None:
-        statement = sa.select(MESSAGE).where(MESSAGE.c.dedupe_key == dedupe_key)
-        row = (await self._session.execute(statement)).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(sa.select(MESSAGE).where(MESSAGE.c.dedupe_key == dedupe_key))
 
     async def for_patient(self, patient_id: UUID, limit: int = 500) -> list[Message]:
         rows = (
@@ -147,8 +140,7 @@ class NotifyRepository:
             .order_by(MESSAGE.c.due_at)
             .limit(1)
         )
-        row = (await self._session.execute(self._locked(statement))).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(self._locked(statement))
 
     async def claim_stale(self, claimed_before: datetime) -> Message | None:
         """A claimed or sending message whose dispatcher has not finished it in time."""
@@ -161,8 +153,7 @@ class NotifyRepository:
             .order_by(MESSAGE.c.claimed_at)
             .limit(1)
         )
-        row = (await self._session.execute(self._locked(statement))).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(self._locked(statement))
 
     async def start_sending(self, message: Message, token: UUID, now: datetime) -> bool:
         """Move our claim to `sending`; False when the claim is no longer ours (cancelled,
@@ -241,8 +232,7 @@ class NotifyRepository:
             .order_by(DELIVERY.c.started_at.desc())
             .limit(1)
         )
-        row = (await self._session.execute(statement)).mappings().first()
-        return None if row is None else _message(row)
+        return await self._one(statement)
 
     async def last_text_to_any(self, digest: str) -> UUID | None:
         """The patient the latest text accepted for the number with this digest went to."""

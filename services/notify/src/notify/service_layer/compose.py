@@ -49,7 +49,7 @@ def _instant(value: str) -> datetime:
 
 def text_context(message: Message, policy: Policy) -> dict[str, Any]:
     """What a text template may show."""
-    zone = ZoneInfo(policy.clinic.zone)
+    zone = policy.clinic.tz
     facts = message.facts
     context: dict[str, Any] = {
         "sender": policy.notify.sender_name,

@@ -167,7 +167,8 @@ class Deliveries:
             await self._give_up(claim, uow_factory, "no_address")
             return
         try:
-            outgoing = self._compose(message, claim.policy, contact, address, message.claimed_at)
+            now = uow_factory.clock.now()
+            outgoing = self._compose(message, claim.policy, contact, address, now)
         except Exception as exc:  # a template or calendar that cannot be made: never will be
             log.error(
                 "message cannot be composed", message_id=str(message.id), error=type(exc).__name__
@@ -199,9 +200,8 @@ class Deliveries:
         return preferences.push_device
 
     def _compose(
-        self, message: Message, policy: Policy, contact: Contact, address: str, now: datetime | None
+        self, message: Message, policy: Policy, contact: Contact, address: str, now: datetime
     ) -> Email | TextMessage:
-        assert now is not None, "composed only once claimed"
         if message.channel is Channel.EMAIL:
             return compose_email(message, policy, contact, address, self.templates, now)
         return compose_text(message, policy, address, self.templates)

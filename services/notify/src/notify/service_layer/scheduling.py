@@ -44,7 +44,7 @@ def repository(uow: SqlUnitOfWork) -> NotifyRepository:
 
 
 def clinic_zone(uow: SqlUnitOfWork) -> ZoneInfo:
-    return ZoneInfo(uow.policy.clinic.zone)
+    return uow.policy.clinic.tz
 
 
 async def preferences_of(uow: SqlUnitOfWork, patient_id: UUID) -> Preferences:
@@ -81,12 +81,16 @@ class Planned:
 
 
 async def schedule_messages(
-    uow: SqlUnitOfWork, patient_id: UUID, planned: Sequence[Planned]
+    uow: SqlUnitOfWork,
+    patient_id: UUID,
+    *planned: Planned,
+    preferences: Preferences | None = None,
 ) -> list[Message]:
-    """One message per planned item and channel the patient allows, placed out of quiet hours."""
+    """One message per planned item and channel the patient allows, placed out of quiet hours
+    (`preferences`: the patient's, when the caller has read them already)."""
     if not planned:
         return []
-    preferences = await preferences_of(uow, patient_id)
+    preferences = preferences or await preferences_of(uow, patient_id)
     windows = quiet_windows(uow, preferences)
     zone = clinic_zone(uow)
     now = uow.clock.now()
@@ -134,27 +138,23 @@ async def on_patient_registered(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.WELCOME,
-                "welcome",
-                event.registered_at,
-                key=f"welcome:{event.patient_id}",
-            )
-        ],
+        Planned(
+            Kind.WELCOME,
+            "welcome",
+            event.registered_at,
+            key=f"welcome:{event.patient_id}",
+        ),
     )
 
 
-def _slot_facts(appointments: Sequence[KnownAppointment]) -> list[dict[str, Any]]:
-    return [
-        {
-            "appointment_id": str(a.id),
-            "start": a.start.isoformat(),
-            "end": a.end.isoformat(),
-            "sequence": a.revision,
-        }
-        for a in appointments
-    ]
+def _slot(appointment_id: UUID, start: datetime, end: datetime, sequence: int) -> dict[str, Any]:
+    """One appointment as a notice's calendar shows it (SEQUENCE grows with each change)."""
+    return {
+        "appointment_id": str(appointment_id),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "sequence": sequence,
+    }
 
 
 async def on_course_booked(
@@ -164,31 +164,20 @@ async def on_course_booked(
     slots = sorted(event.slots, key=lambda s: s.start)
     facts = {
         "course_id": str(event.course_id),
-        "family": event.family,
-        "appointments": [
-            {
-                "appointment_id": str(s.appointment_id),
-                "start": s.start.isoformat(),
-                "end": s.end.isoformat(),
-                "sequence": 0,
-            }
-            for s in slots
-        ],
+        "appointments": [_slot(s.appointment_id, s.start, s.end, 0) for s in slots],
     }
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.CONFIRMATION,
-                "course",
-                event.booked_at,
-                key=f"confirmation:{event.course_id}",
-                send_by=slots[-1].start if slots else None,
-                subject_id=event.course_id,
-                facts=facts,
-            )
-        ],
+        Planned(
+            Kind.CONFIRMATION,
+            "course",
+            event.booked_at,
+            key=f"confirmation:{event.course_id}",
+            send_by=slots[-1].start if slots else None,
+            subject_id=event.course_id,
+            facts=facts,
+        ),
     )
 
 
@@ -263,10 +252,9 @@ async def on_appointment_booked(
     if not appointment.infusion:
         return
     classes = await _medication_classes(directory, event.patient_id)
-    windows = quiet_windows(uow, await preferences_of(uow, event.patient_id))
-    await schedule_messages(
-        uow, event.patient_id, _reminder_plan(uow, appointment, classes, windows)
-    )
+    preferences = await preferences_of(uow, event.patient_id)
+    plan = _reminder_plan(uow, appointment, classes, quiet_windows(uow, preferences))
+    await schedule_messages(uow, event.patient_id, *plan, preferences=preferences)
 
 
 async def on_appointment_rescheduled(
@@ -286,22 +274,21 @@ async def on_appointment_rescheduled(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.CHANGE,
-                "rescheduled",
-                event.rescheduled_at,
-                key=f"change:{appointment.id}:r{appointment.revision}",
-                send_by=event.start,
-                subject_id=appointment.id,
-                facts={
-                    **_reminder_facts(appointment),
-                    "previous_start": event.previous_start.isoformat(),
-                    "family": appointment.family,
-                    "appointments": _slot_facts([appointment]),
-                },
-            )
-        ],
+        Planned(
+            Kind.CHANGE,
+            "rescheduled",
+            event.rescheduled_at,
+            key=f"change:{appointment.id}:r{appointment.revision}",
+            send_by=event.start,
+            subject_id=appointment.id,
+            facts={
+                **_reminder_facts(appointment),
+                "previous_start": event.previous_start.isoformat(),
+                "appointments": [
+                    _slot(appointment.id, appointment.start, appointment.end, appointment.revision)
+                ],
+            },
+        ),
     )
     if appointment.infusion:
         await _move_reminders(uow, appointment, directory)
@@ -336,7 +323,7 @@ async def _move_reminders(
         message.updated_at = now
         await repo.save(message)
     missing = [p for key, p in plan.items() if key not in moved]
-    await schedule_messages(uow, appointment.patient_id, missing)
+    await schedule_messages(uow, appointment.patient_id, *missing, preferences=preferences)
 
 
 async def on_appointment_cancelled(
@@ -353,31 +340,24 @@ async def on_appointment_cancelled(
     revision = appointment.revision if appointment is not None else 0
     # an appointment notify never heard of still gets a calendar cancel, by its id
     end = appointment.end if appointment is not None else event.start + timedelta(hours=1)
-    slot = {
-        "appointment_id": str(event.appointment_id),
-        "start": event.start.isoformat(),
-        "end": end.isoformat(),
-        "sequence": revision + 1,
-    }
+    slot = _slot(event.appointment_id, event.start, end, revision + 1)
     if event.reason == "series_released" and await _join_course_notice(uow, event, slot):
         return
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.CANCELLATION,
-                event.reason,
-                event.cancelled_at,
-                key=f"cancellation:{event.appointment_id}",
-                subject_id=event.course_id,
-                facts={
-                    "course_id": str(event.course_id),
-                    "fee_cents": 0 if event.fee_waived else event.fee_cents,
-                    "appointments": [slot],
-                },
-            )
-        ],
+        Planned(
+            Kind.CANCELLATION,
+            event.reason,
+            event.cancelled_at,
+            key=f"cancellation:{event.appointment_id}",
+            subject_id=event.course_id,
+            facts={
+                "course_id": str(event.course_id),
+                "fee_cents": 0 if event.fee_waived else event.fee_cents,
+                "appointments": [slot],
+            },
+        ),
     )
 
 
@@ -443,7 +423,7 @@ async def on_infusion_completed(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
+        *[
             Planned(
                 Kind.AFTERCARE,
                 r.step,
@@ -455,6 +435,7 @@ async def on_infusion_completed(
             )
             for r in found
         ],
+        preferences=preferences,
     )
 
 
@@ -481,7 +462,7 @@ async def on_offer_made(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
+        *[
             Planned(
                 Kind.WAITLIST_OFFER,
                 r.step,
@@ -494,6 +475,7 @@ async def on_offer_made(
             )
             for r in found
         ],
+        preferences=preferences,
     )
 
 
@@ -518,16 +500,14 @@ async def on_offer_closed(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.WAITLIST_OFFER,
-                "unavailable",
-                event.closed_at,
-                key=f"waitlist_offer:{event.offer_id}:unavailable",
-                subject_id=event.offer_id,
-                facts={"offer_id": str(event.offer_id)},
-            )
-        ],
+        Planned(
+            Kind.WAITLIST_OFFER,
+            "unavailable",
+            event.closed_at,
+            key=f"waitlist_offer:{event.offer_id}:unavailable",
+            subject_id=event.offer_id,
+            facts={"offer_id": str(event.offer_id)},
+        ),
     )
 
 
@@ -540,21 +520,19 @@ async def on_payment_succeeded(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.RECEIPT,
-                event.kind,
-                event.paid_at,
-                key=f"receipt:{event.charge_id}",
-                subject_id=event.charge_id,
-                facts={
-                    "charge_id": str(event.charge_id),
-                    "amount_cents": event.amount_cents,
-                    "currency": event.currency,
-                    "paid_at": event.paid_at.isoformat(),
-                },
-            )
-        ],
+        Planned(
+            Kind.RECEIPT,
+            event.kind,
+            event.paid_at,
+            key=f"receipt:{event.charge_id}",
+            subject_id=event.charge_id,
+            facts={
+                "charge_id": str(event.charge_id),
+                "amount_cents": event.amount_cents,
+                "currency": event.currency,
+                "paid_at": event.paid_at.isoformat(),
+            },
+        ),
     )
 
 
@@ -564,23 +542,21 @@ async def on_payment_failed(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.PAYMENT_FAILED,
-                "final" if event.final else "will_retry",
-                event.failed_at,
-                key=f"payment_failed:{event.charge_id}:{event.attempt}",
-                subject_id=event.charge_id,
-                facts={
-                    "charge_id": str(event.charge_id),
-                    "amount_cents": event.amount_cents,
-                    "currency": event.currency,
-                    "next_attempt_at": (
-                        event.next_attempt_at.isoformat() if event.next_attempt_at else None
-                    ),
-                },
-            )
-        ],
+        Planned(
+            Kind.PAYMENT_FAILED,
+            "final" if event.final else "will_retry",
+            event.failed_at,
+            key=f"payment_failed:{event.charge_id}:{event.attempt}",
+            subject_id=event.charge_id,
+            facts={
+                "charge_id": str(event.charge_id),
+                "amount_cents": event.amount_cents,
+                "currency": event.currency,
+                "next_attempt_at": (
+                    event.next_attempt_at.isoformat() if event.next_attempt_at else None
+                ),
+            },
+        ),
     )
 
 
@@ -590,16 +566,14 @@ async def on_plan_delinquent(
     await schedule_messages(
         uow,
         event.patient_id,
-        [
-            Planned(
-                Kind.PLAN_DELINQUENT,
-                "delinquent",
-                event.delinquent_at,
-                key=f"plan_delinquent:{event.plan_id}",
-                subject_id=event.plan_id,
-                facts={"plan_id": str(event.plan_id), "amount_cents": event.overdue_cents},
-            )
-        ],
+        Planned(
+            Kind.PLAN_DELINQUENT,
+            "delinquent",
+            event.delinquent_at,
+            key=f"plan_delinquent:{event.plan_id}",
+            subject_id=event.plan_id,
+            facts={"plan_id": str(event.plan_id), "amount_cents": event.overdue_cents},
+        ),
     )
 
 
