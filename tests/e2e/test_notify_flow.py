@@ -403,3 +403,8 @@ async def test_courses_booked_over_the_api_get_every_reminder_on_the_clinic_cloc
     assert '"message_id"' in payloads
     for word in personal + banned + ["medication", "ride_home", "fasting", "example.org"]:
         assert word.lower() not in payloads, word
+    # and notify's logs (every process of it, this module's runs so far): none of it either
+    logs = " ".join(p.read_text() for p in clinic.log_dir.glob("notify-*.log")).lower()
+    assert "dispatcher started" in logs
+    for word in [*personal, pain["email"], *banned, "g90.50", "f33.1"]:
+        assert word.lower() not in logs, word

@@ -777,3 +777,60 @@ async def test_a_cancellation_of_an_appointment_notify_never_heard_of_is_still_s
     _, calendar = the_calendar(mail)
     [event] = calendar.walk("VEVENT")
     assert event.decoded("DTEND") > event.decoded("DTSTART")
+
+
+async def test_a_change_notice_updates_the_calendar_event_it_first_sent(desk: Desk) -> None:
+    patient = desk.new_patient()
+    booked = await book(desk, patient, ["2026-12-10T13:00"])
+    await desk.run_due()
+    assert await desk.deliver(
+        booking.AppointmentRescheduled(
+            appointment_id=booked.slots[0].appointment_id,
+            course_id=booked.course_id,
+            patient_id=patient,
+            previous_start=booked.slots[0].start,
+            start=local("2026-12-11T10:00"),
+            end=local("2026-12-11T12:00"),
+            resource_id="chair-1",
+            timing="on_time",
+            fee_cents=0,
+            fee_waived=False,
+            rescheduled_at=desk.clock.now(),
+            rescheduled_by="patient",
+        )
+    )
+    await desk.run_due()
+
+    [_, first] = the_calendar(next(m for m in desk.emails() if "booked" in str(m["Subject"])))
+    [_, moved] = the_calendar(next(m for m in desk.emails() if "moved" in str(m["Subject"])))
+    [before], [after] = first.walk("VEVENT"), moved.walk("VEVENT")
+    assert str(moved["METHOD"]) == "REQUEST"
+    assert str(after["UID"]) == str(before["UID"])
+    assert int(after["SEQUENCE"]) > int(before["SEQUENCE"])
+    assert after.decoded("DTSTART") == local("2026-12-11T10:00")
+    [text] = [t.body for t in desk.sms.sent if "moved" in t.body]
+    assert "Friday, December 11 at 10:00 AM" in text
+
+
+async def test_push_goes_to_the_registered_device_under_the_neutral_sender(desk: Desk) -> None:
+    patient = desk.new_patient(frozenset({"cannabis"}))
+    device = "device-token-0123456789"
+    preferences = await desk.client.put(
+        f"/v1/patients/{patient}/preferences",
+        json={"channels": ["email", "sms", "push"], "push_device": device},
+        headers=desk.patient(patient),
+    )
+    assert preferences.status_code == 200, preferences.text
+    await book(desk, patient, ["2026-11-24T14:00"])
+
+    desk.clock.set(local("2026-11-24T12:30"))
+    await desk.run_due()
+
+    pushed = {(t.to, t.title) for t in desk.push.sent}
+    assert pushed == {(device, "Demo Clinic")}
+    assert len(desk.push.sent) == len(desk.sms.sent)  # the same reminders, on both
+    for message in desk.push.sent:
+        lowered = message.body.lower()
+        assert "ada" not in lowered and not DIAGNOSIS_CODE.search(message.body)
+        for word in FORBIDDEN:
+            assert word not in lowered, (word, message.body)
