@@ -10,12 +10,18 @@ for partitions this consumer still owns. A duplicate finds its inbox row and is 
   a later poll, so nothing is skipped and order per key holds.
 - Malformed messages and permanent failures go to `<topic>.DLT` with their origin topic,
   partition, offset and error kind in headers (never payload text), and the partition moves on.
+
+A partition's batch is first applied in one transaction (one inbox statement for the batch, each
+new event's handler, one commit): a commit per event would cap a backlog's drain at the
+database's commit rate. If anything in the batch fails, the transaction is rolled back and the
+batch is applied one event at a time with the rules above, so a bad event costs only its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,8 +30,10 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from clinic_shared import faults
 from clinic_shared.contracts.registry import parse_payload
 from clinic_shared.envelope import Envelope, IntegrationEvent, MalformedMessage, from_kafka
+from clinic_shared.health import ConsumerHealth, ConsumerProgress
 from clinic_shared.kafka import dead_letter_topic
 from clinic_shared.logging import causation_id_var, correlation_id_var, get_logger, scrub_text
 from clinic_shared.uow import SqlUnitOfWork
@@ -102,6 +110,7 @@ class EventConsumer:
         retry_max_seconds: float = 5.0,
         poll_timeout_ms: int = 500,
         max_records: int = 500,
+        stall_after_seconds: float = 30.0,
     ) -> None:
         self.name = name
         self._consumer = consumer
@@ -114,9 +123,17 @@ class EventConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
         self._processed: dict[TopicPartition, int] = {}
+        self.progress = ConsumerProgress(name, stall_after_seconds=stall_after_seconds)
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
+
+    def health(self) -> ConsumerHealth:
+        return self.progress.snapshot(
+            self._consumer.assignment(),
+            self._consumer.highwater,
+            (self.applied, self.duplicates, self.dead_lettered),
+        )
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         return _CommitOnRevoke(self)
@@ -126,6 +143,9 @@ class EventConsumer:
             batch = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_records
             )
+            self.progress.polled()
+            for tp, records in batch.items():
+                self.progress.fetched(tp, records[0].offset)
             for tp, records in batch.items():
                 await self._process_partition(tp, records, stop)
                 await self.commit_processed([tp])
@@ -133,6 +153,8 @@ class EventConsumer:
     async def _process_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], stop: asyncio.Event
     ) -> None:
+        if len(records) > 1 and not stop.is_set() and await self._apply_batch(tp, records):
+            return
         for record in records:
             if tp not in self._consumer.assignment() or stop.is_set():
                 return  # revoked mid-batch: the new owner redelivers, the inbox deduplicates
@@ -140,8 +162,66 @@ class EventConsumer:
             if not done:
                 # Transient failure outlasted its retries: read this message again later.
                 self._consumer.seek(tp, record.offset)
+                self.progress.rewound(tp, record.offset)
                 return
             self._processed[tp] = record.offset + 1
+            self.progress.applied(tp, record.offset)
+
+    async def _apply_batch(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> bool:
+        """Apply well-formed records in one transaction. False, with nothing changed, when any
+        record is malformed or any handler fails: the caller then goes one by one."""
+        wanted: list[tuple[ConsumerRecord[Any, Any], Envelope, IntegrationEvent, Handler]] = []
+        try:
+            for record in records:
+                envelope = from_kafka(record.key, record.value, record.headers)
+                handler = self._handlers.get(envelope.event_type)
+                if handler is not None:
+                    event = parse_payload(envelope.event_type, envelope.payload)
+                    wanted.append((record, envelope, event, handler))
+        except MalformedMessage:
+            return False
+        applied = 0
+        try:
+            async with self._uow_factory() as uow:
+                fresh = await uow.claim_inbox_many(self.name, [item[1] for item in wanted])
+                for record, envelope, event, handler in wanted:
+                    if envelope.event_id not in fresh:
+                        continue
+                    fresh.discard(envelope.event_id)  # the same event twice in one batch
+                    context = EventContext(envelope, record.topic, record.partition, record.offset)
+                    with _traced(envelope):
+                        await self._handle(envelope, event, handler, context, uow)
+                    applied += 1
+                await uow.commit()
+        except Exception as exc:
+            log.info(
+                "batch rolled back; applying its events one by one",
+                consumer=self.name,
+                records=len(records),
+                error=type(exc).__name__,
+            )
+            return False
+        self.applied += applied
+        self.duplicates += len(wanted) - applied
+        self._processed[tp] = records[-1].offset + 1
+        self.progress.applied(tp, records[-1].offset)
+        return True
+
+    async def _handle(
+        self,
+        envelope: Envelope,
+        event: IntegrationEvent,
+        handler: Handler,
+        context: EventContext,
+        uow: SqlUnitOfWork,
+    ) -> None:
+        await faults.reach(faults.CONSUMER_BEFORE_APPLY)
+        delay = faults.handler_delay()
+        if delay:
+            await asyncio.sleep(delay)
+        await handler(event, context, uow)
 
     async def commit_processed(self, partitions: list[TopicPartition] | None = None) -> None:
         owned = self._consumer.assignment()
@@ -180,9 +260,7 @@ class EventConsumer:
         handler: Handler,
     ) -> bool:
         context = EventContext(envelope, record.topic, record.partition, record.offset)
-        correlation_token = correlation_id_var.set(envelope.correlation_id)
-        causation_token = causation_id_var.set(envelope.event_id)
-        try:
+        with _traced(envelope):
             for attempt in range(1, self._max_attempts + 1):
                 try:
                     await self._apply_once(envelope, event, handler, context)
@@ -200,10 +278,7 @@ class EventConsumer:
                         error=type(exc).__name__,
                     )
                     await asyncio.sleep(delay)
-            return False
-        finally:
-            correlation_id_var.reset(correlation_token)
-            causation_id_var.reset(causation_token)
+        return False
 
     async def _apply_once(
         self,
@@ -216,7 +291,7 @@ class EventConsumer:
             if not await uow.claim_inbox(self.name, envelope.event_id, envelope.event_type):
                 self.duplicates += 1
                 return
-            await handler(event, context, uow)
+            await self._handle(envelope, event, handler, context, uow)
             await uow.commit()
             self.applied += 1
 
@@ -246,6 +321,18 @@ class EventConsumer:
         )
 
 
+@contextmanager
+def _traced(envelope: Envelope) -> Iterator[None]:
+    """The event's correlation and causation ids for the logs and events of its handling."""
+    correlation_token = correlation_id_var.set(envelope.correlation_id)
+    causation_token = causation_id_var.set(envelope.event_id)
+    try:
+        yield
+    finally:
+        correlation_id_var.reset(correlation_token)
+        causation_id_var.reset(causation_token)
+
+
 def _describe(exc: BaseException) -> str:
     # The exception's kind and, for our own failures, its message; driver messages can quote
     # row values, so they are reduced to their kind.
@@ -260,6 +347,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self._owner.commit_processed(list(revoked))
+        self._owner.progress.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from clinic_shared.clock import Clock, SystemClock
+from clinic_shared.clock import Clock, clock_from_environment
 from clinic_shared.consumer import EventConsumer, Handler
 from clinic_shared.contracts.registry import topic_for
 from clinic_shared.db import create_engine, session_factory
+from clinic_shared.health import serve_health
 from clinic_shared.kafka import ensure_topics, make_consumer, make_producer
 from clinic_shared.logging import get_logger
 from clinic_shared.policy import Policy, load_policy
@@ -44,7 +45,7 @@ def build_infrastructure(
 ) -> Infrastructure:
     policy = load_policy(settings.common.policy_file)  # a bad policy file stops start-up here
     engine = create_engine(settings.database_url)
-    clock = clock or SystemClock()
+    clock = clock or clock_from_environment()
     uow_factory = UnitOfWorkFactory(
         sessions=session_factory(engine),
         tables=tables,
@@ -111,7 +112,9 @@ async def run_consumer(
     bootstrap = settings.common.kafka_bootstrap_servers
     topics = [settings.common.topic(topic) for topic in topics]
     await ensure_topics(bootstrap, topics, settings.common.topic_partitions)
-    kafka_consumer = make_consumer(bootstrap, group)
+    kafka_consumer = make_consumer(
+        bootstrap, group, max_poll_interval_ms=settings.consumer_max_poll_interval_ms
+    )
     dlt_producer = make_producer(bootstrap, client_id=f"{group}-dlt")
     consumer = EventConsumer(
         name=group,
@@ -123,8 +126,16 @@ async def run_consumer(
         retry_base_seconds=settings.consumer_retry_base_seconds,
         retry_max_seconds=settings.consumer_retry_max_seconds,
         poll_timeout_ms=settings.consumer_poll_timeout_ms,
+        stall_after_seconds=settings.consumer_stall_after_seconds,
     )
     kafka_consumer.subscribe(topics, listener=consumer.rebalance_listener())
+    health = (
+        await serve_health(
+            settings.consumer_health_host, settings.consumer_health_port, consumer.health
+        )
+        if settings.consumer_health_port
+        else None
+    )
     await dlt_producer.start()
     await kafka_consumer.start()
     log.info("consumer started", group=group, topics=topics)
@@ -133,6 +144,8 @@ async def run_consumer(
             await on_started(consumer)
         await consumer.run(stop)
     finally:
+        if health is not None:
+            health.close()
         await consumer.commit_processed()
         await kafka_consumer.stop()
         await dlt_producer.stop()

@@ -42,6 +42,14 @@ class ServiceSettings(BaseSettings):
     consumer_retry_base_seconds: float = 0.1
     consumer_retry_max_seconds: float = 5.0
     consumer_poll_timeout_ms: int = 500
+    consumer_max_poll_interval_ms: int = 300_000
+    """Longer than this between polls and Kafka gives the consumer's partitions to another."""
+    consumer_health_port: int = 0
+    """Port of the consumer's liveness endpoint (`/livez`, `/metrics`); 0 serves none."""
+    consumer_health_host: str = "127.0.0.1"
+    consumer_stall_after_seconds: float = 30.0
+    """A consumer that has not polled, or has lag and made no progress, for this long is
+    reported stalled."""
     dispatcher_poll_interval_seconds: float = 1.0
     """How often a dispatcher looks for newly due rows when none was due."""
     common: CommonSettings = Field(default_factory=CommonSettings)

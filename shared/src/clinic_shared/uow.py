@@ -145,6 +145,31 @@ class SqlUnitOfWork:
         result = await self.session.execute(stmt)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def claim_inbox_many(self, consumer: str, events: Sequence[Envelope]) -> set[str]:
+        """Record, in one statement, that `consumer` applies `events` in this transaction.
+
+        Returns the ids of those not applied before: the caller applies only these.
+        """
+        if not events:
+            return set()
+        received_at = self.clock.now()
+        rows = {
+            envelope.event_id: {
+                "consumer": consumer,
+                "event_id": envelope.event_id,
+                "event_type": envelope.event_type,
+                "received_at": received_at,
+            }
+            for envelope in events
+        }
+        stmt = (
+            self._insert(self.tables.inbox)
+            .values(list(rows.values()))
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(self.tables.inbox.c.event_id)
+        )
+        return {str(event_id) for event_id in (await self.session.execute(stmt)).scalars()}
+
     async def commit(self) -> None:
         if self._published and self.is_postgres:
             await self.session.execute(_NOTIFY, {"channel": outbox_channel(self._factory.producer)})

@@ -91,3 +91,11 @@ async def wait_until(
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+@pytest.fixture
+async def single_partition_topic(service_db: ServiceDb, kafka_bootstrap: str) -> str:
+    name = f"test.{uuid.uuid4().hex[:12]}.one"
+    await ensure_topics(kafka_bootstrap, [name], partitions=1)
+    service_db.topic = name
+    return name

@@ -8,14 +8,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import uuid4
 
-import pytest
 import sqlalchemy as sa
 from aiokafka import TopicPartition
 
 from clinic_shared.consumer import EventConsumer, PermanentFailure
 from clinic_shared.contracts.booking import PatientRegistered
 from clinic_shared.envelope import Envelope, to_kafka
-from clinic_shared.kafka import dead_letter_topic, ensure_topics, make_consumer, make_producer
+from clinic_shared.kafka import dead_letter_topic, make_consumer, make_producer
 from clinic_shared.logging import correlation_id_var
 from clinic_shared.testing import read_topic
 
@@ -90,14 +89,6 @@ class Running:
 
     async def committed(self, partition: int) -> int | None:
         return await self.kafka.committed(TopicPartition(self.topic, partition))
-
-
-@pytest.fixture
-async def single_partition_topic(service_db: ServiceDb, kafka_bootstrap: str) -> str:
-    name = f"test.{uuid.uuid4().hex[:12]}.one"
-    await ensure_topics(kafka_bootstrap, [name], partitions=1)
-    service_db.topic = name
-    return name
 
 
 async def test_the_same_event_delivered_ten_times_is_applied_once(
