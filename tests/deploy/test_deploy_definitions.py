@@ -1022,6 +1022,9 @@ def test_compose_environment_loads_into_the_service_settings(
             assert ports == [str(settings.http_port)], f"{name}: publishes {ports}"
             probe = " ".join(definition["healthcheck"]["test"])
             assert f"http://127.0.0.1:{settings.http_port}/readyz" in probe, name
+        elif command == "consumer":
+            # Its health port is for its own check only (see the consumer liveness tests).
+            assert not definition.get("ports"), f"{name} publishes no port"
         else:
             assert not definition.get("ports"), f"{name} serves no HTTP"
             assert definition.get("healthcheck", {}).get("disable") is True, (
@@ -1257,7 +1260,7 @@ def test_k8s_runs_migrations_then_every_long_lived_role(service: str) -> None:
         resources = container["resources"]
         assert resources["requests"]["cpu"] and resources["requests"]["memory"]
         assert resources["limits"]["memory"]
-        if component != "api":
+        if component not in ("api", "consumer"):  # a consumer serves its liveness only
             assert not container.get("ports"), f"{service}-{component} serves no HTTP"
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 assert probe not in container, f"{service}-{component}: {probe} without HTTP"
@@ -1766,3 +1769,30 @@ def test_k8s_notify_sends_through_smtp_and_twilio_and_checks_inbound_texts(
     assert api_settings.sms_auth_token is not None, "the inbound webhook answers 503"
     assert api_settings.inbound_sms_url, "Twilio signs the public URL, not the pod's"
     assert urllib.parse.urlsplit(api_settings.inbound_sms_url).path == "/v1/inbound/sms"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_consumer_liveness_probes_its_health_port(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = k8s_object("Deployment", f"{service}-consumer")
+    (container,) = pod_spec(consumer)["containers"]
+    env = {k: s.resolve() for k, s in k8s_env(container).items()}
+    image = {k: v for k, v in image_env(service).items() if k in allowed_env_names(service)}
+    settings = load_service_settings(service, image | env, monkeypatch)
+    assert settings.consumer_health_host == "0.0.0.0"
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/livez"
+    assert container_port(container, probe["port"]) == settings.consumer_health_port != 0
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_consumer_health_check_probes_its_health_port(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = compose_services()[f"{service}-consumer"]
+    assert compose_command(consumer) == ["consumer"]
+    settings = load_service_settings(service, compose_env(consumer), monkeypatch)
+    check = " ".join(consumer["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{settings.consumer_health_port}/livez" in check
+    assert settings.consumer_health_port != 0
