@@ -40,6 +40,7 @@ class OutboxRelay:
         clock: Clock,
         batch_size: int = 200,
         poll_interval: float = 0.5,
+        listening_poll_interval: float = 5.0,
     ) -> None:
         self._engine = engine
         self._tables = tables
@@ -48,13 +49,18 @@ class OutboxRelay:
         self._clock = clock
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._listening_poll_interval = max(poll_interval, listening_poll_interval)
         self._wake = asyncio.Event()
         self.published = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener = await self._listen()
+        listener = None
         try:
             while not stop.is_set():
+                if listener is None or listener.is_closed():
+                    # Again after a database restart closed it: NOTIFY, not the poll, is the
+                    # normal wake-up.
+                    listener = await self._listen()
                 # Cleared before draining, so a NOTIFY arriving during the pass is not lost.
                 self._wake.clear()
                 try:
@@ -65,7 +71,10 @@ class OutboxRelay:
                     log.warning("outbox relay pass failed", error=type(exc).__name__)
                     await _wait_any(stop, None, 1.0)
                     continue
-                await _wait_any(stop, self._wake, self._poll_interval)
+                # Listening, the poll only catches rows no commit announced (a relay that died
+                # holding a lane), so it can be rare: an idle relay costs next to nothing.
+                idle = self._poll_interval if listener is None else self._listening_poll_interval
+                await _wait_any(stop, self._wake, idle)
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):
@@ -83,6 +92,8 @@ class OutboxRelay:
             await conn.add_listener(
                 outbox_channel(self._producer_name), lambda *_args: self._wake.set()
             )
+            # A lost connection wakes the loop too, which then listens again.
+            conn.add_termination_listener(lambda *_args: self._wake.set())
             return conn
         except Exception as exc:
             log.warning("outbox relay cannot LISTEN, polling instead", error=type(exc).__name__)

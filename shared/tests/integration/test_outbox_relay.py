@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import pytest
 import sqlalchemy as sa
 
 from clinic_shared.clock import SystemClock
@@ -140,3 +141,42 @@ async def test_two_relays_at_once_publish_each_event_once_in_order_per_key(
     assert len(ids) == len(set(ids)) == 24 * 8  # each event published exactly once
     assert _by_key(records) == expected
     assert first.published + second.published == 24 * 8
+
+
+@pytest.mark.parametrize("db_backend", ["postgres"])  # LISTEN/NOTIFY is PostgreSQL's
+async def test_on_postgres_a_relay_whose_listening_connection_dies_listens_again(
+    service_db: ServiceDb, kafka_bootstrap: str
+):
+    # Polls an hour apart: only a NOTIFY can wake this relay within the test.
+    relay, resources = await _relay(
+        service_db, kafka_bootstrap, poll_interval=3600, listening_poll_interval=3600
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        first = await _write_events(service_db, [uuid4()], 1)
+
+        async def published(count: int):
+            async def check() -> bool:
+                return relay.published == count
+
+            return check
+
+        await wait_until(await published(1))
+        async with service_db.engine.connect() as conn:
+            killed = await conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN %' AND datname = current_database()"
+                )
+            )
+            assert killed.scalars().all() == [True]
+        second = await _write_events(service_db, [uuid4()], 1)
+        await wait_until(await published(2))
+    finally:
+        stop.set()
+        await task
+        await _close(resources)
+    assert await _unsent(service_db) == 0
+    seen = _by_key(await read_topic(kafka_bootstrap, service_db.topic))
+    assert seen == {**first, **second}
