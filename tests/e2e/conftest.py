@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from billing.entrypoints.cli import SERVICE_DIR as BILLING_DIR
 from booking.entrypoints.cli import SERVICE_DIR as BOOKING_DIR
+from booking.entrypoints.seed import DEMO_INTAKES, DEMO_PATIENTS
 from clinic_local._util import free_port
 from clinic_local.processes import ServiceProcess
 from clinic_shared import migrations
@@ -26,9 +28,12 @@ from clinic_shared.kafka import make_consumer
 from notify.entrypoints.cli import SERVICE_DIR as NOTIFY_DIR
 from waitlist.entrypoints.cli import SERVICE_DIR as WAITLIST_DIR
 
+from ..phi import SENT, Kind
+
 SECRET = "e2e-secret-0123456789-0123456789-0123456789"
 WEBHOOK_SECRET = "whsec_e2e_0123456789abcdef"
 SMS_AUTH_TOKEN = "e2e-sms-auth-token-0123456789"
+SENT.add(Kind.SECRET, SECRET, WEBHOOK_SECRET, SMS_AUTH_TOKEN)
 SERVICE_DIRS = {
     "booking": BOOKING_DIR,
     "waitlist": WAITLIST_DIR,
@@ -134,12 +139,33 @@ PATIENT = {
     "email": "rowan.test@example.org",
     "phone": "+15035550199",
 }
+SENT.add_fields(PATIENT)  # test_run_command posts it without `register`
 
 
-async def register(client: httpx.AsyncClient, system: System, **headers: str) -> dict:
+def _register_the_demo_clinic() -> None:
+    """The run command (test_run_command) seeds the demo clinic: its patients' values are
+    looked for in that run's output like any value a test sends."""
+    for patient in DEMO_PATIENTS:
+        SENT.add_fields(dataclasses.asdict(patient))
+    for submitted, _ in DEMO_INTAKES:
+        medications = [{"name": m.name, "class": m.medication_class} for m in submitted.medications]
+        SENT.add_fields({**dataclasses.asdict(submitted), "medications": medications})
+
+
+_register_the_demo_clinic()
+
+
+async def register(
+    client: httpx.AsyncClient,
+    system: System,
+    patient: Mapping[str, str] = PATIENT,
+    **headers: str,
+) -> dict:
+    """`patient` registered by a scheduler: booking's answer."""
+    SENT.add_fields(patient)
     response = await client.post(
         system.urls["booking"] + "/v1/patients",
-        json=PATIENT,
+        json=dict(patient),
         headers=system.headers(Role.SCHEDULER, **headers),
     )
     assert response.status_code == 201, response.text
@@ -198,14 +224,15 @@ SCREENING = dict.fromkeys(
     False,
 )
 """Every blocking screening question of the default policy, answered no."""
+SENT.add_fields({"screening": SCREENING})
 
 
 async def cleared_patient(
     client: httpx.AsyncClient,
     system: System,
     *,
-    first_name: str = "Cleared",
-    last_name: str = "Patient",
+    first_name: str = "Clarimond",
+    last_name: str = "Osterhagen",
     date_of_birth: str = "1980-01-01",
     phone: str = "+15035550177",
     **intake: object,
@@ -213,22 +240,19 @@ async def cleared_patient(
     """A patient registered by a scheduler, whose intake (condition mood unless `intake` says
     otherwise) a clinician cleared: booking's answer to the registration."""
     booking = system.urls["booking"]
-    created = await client.post(
-        f"{booking}/v1/patients",
-        json={
-            "first_name": first_name,
-            "last_name": last_name,
-            "date_of_birth": date_of_birth,
-            "email": f"p{uuid.uuid4().hex[:8]}@example.org",
-            "phone": phone,
-        },
-        headers=system.headers(Role.SCHEDULER),
-    )
-    assert created.status_code == 201, created.text
-    patient = dict(created.json())
+    person = {
+        "first_name": first_name,
+        "last_name": last_name,
+        "date_of_birth": date_of_birth,
+        "email": f"p{uuid.uuid4().hex[:8]}@example.org",
+        "phone": phone,
+    }
+    patient = await register(client, system, person)
+    answers = {"condition": "mood", "screening": SCREENING, **intake}
+    SENT.add_fields(answers)
     answered = await client.put(
         f"{booking}/v1/patients/{patient['id']}/intake",
-        json={"condition": "mood", "screening": SCREENING, **intake},
+        json=answers,
         headers=system.headers(Role.PATIENT, patient["id"]),
     )
     assert answered.status_code == 200, answered.text
