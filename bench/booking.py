@@ -53,6 +53,20 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+from _common import (
+    check,
+    figure,
+    machine_busy_seconds,
+    ms,
+    p99,
+    percentile,
+    postgres_cpu,
+    postmaster_pid,
+    print_figures,
+    process_cpu,
+    split_into_pairs,
+    write_results,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinic_local.postgres import PostgresCluster, to_raw_dsn
@@ -60,7 +74,6 @@ from clinic_shared.testing import bearer
 
 # This file is named like the service it measures (so `import booking` would find this file):
 # it reaches the service only through its entrypoint, `python -m booking api|migrate`.
-RESULTS = Path(__file__).parent / "results" / "booking.json"
 SECRET = "bench-secret-" + uuid.uuid4().hex
 ZONE = ZoneInfo("America/Los_Angeles")
 CONCURRENCY = 16
@@ -103,15 +116,6 @@ QUICK = Sizes(
 # --------------------------------------------------------------------------- figures
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
 @dataclass
 class Run:
     """One load run: latencies in seconds, statuses, wall time and CPU spent per component."""
@@ -149,36 +153,15 @@ class CpuMeter:
 
     def __init__(self, servers: dict[str, int], cluster: PostgresCluster) -> None:
         self._servers = servers
-        self._postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        self._tick = os.sysconf("SC_CLK_TCK")
-
-    def _stat(self, pid: int) -> list[str] | None:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        return text.rsplit(")", 1)[1].split()
-
-    def _cpu(self, fields: list[str]) -> float:
-        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+        self._postmaster = postmaster_pid(cluster.data_dir)
 
     def snapshot(self) -> dict[str, float]:
         figures = {"client": time.process_time()}
         for name, pid in self._servers.items():
-            fields = self._stat(pid)
-            figures[name] = self._cpu(fields) if fields else 0.0
-        # The postmaster, the backends it has reaped and those still running.
-        postmaster = self._stat(self._postmaster) or ["0"] * 20
-        postgres = self._cpu(postmaster) + sum(int(v) for v in postmaster[13:15]) / self._tick
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                fields = self._stat(int(entry.name))
-                if fields and int(fields[1]) == self._postmaster:
-                    postgres += self._cpu(fields)
-        figures["postgres"] = postgres
+            figures[name] = process_cpu(pid)
+        figures["postgres"] = postgres_cpu(self._postmaster)
         # Every process on the machine, so that load from anything else shows up.
-        cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        figures["machine"] = (sum(cpu[:3]) + sum(cpu[5:8])) / self._tick  # all but idle, iowait
+        figures["machine"] = machine_busy_seconds()
         return figures
 
     @contextmanager
@@ -673,6 +656,8 @@ async def bursts(
     bare_latencies: list[float] = []
     ours_p99s: list[float] = []
     bare_p99s: list[float] = []
+    ours_bursts: list[list[float]] = []
+    bare_bursts: list[list[float]] = []
     exact = {"ours": 0, "bare": 0}
     statuses: dict[str, Counter[int]] = {"ours": Counter(), "bare": Counter()}
     phase = Run([], Counter(), 0.0)
@@ -687,6 +672,7 @@ async def bursts(
                     ours_callers, "/v1/courses", ours_bodies, scheduler
                 )
                 ours_latencies += latencies
+                ours_bursts.append(latencies)
                 ours_p99s.append(percentile(latencies, 0.99))
                 statuses["ours"].update(answers)
                 exact["ours"] += answers.count(201) == 1 and answers.count(409) == BURST - 1
@@ -695,6 +681,7 @@ async def bursts(
                 bare_bodies = [course_body(p, "maintenance", [bare_slot]) for p in group]
                 latencies, answers = await burst(bare_callers, "/bare/locked", bare_bodies, {})
                 bare_latencies += latencies
+                bare_bursts.append(latencies)
                 bare_p99s.append(percentile(latencies, 0.99))
                 statuses["bare"].update(answers)
                 exact["bare"] += answers.count(201) == 1 and answers.count(409) == BURST - 1
@@ -710,6 +697,12 @@ async def bursts(
     finally:
         await conn.close()
     ours_p99, bare_p99 = percentile(ours_latencies, 0.99), percentile(bare_latencies, 0.99)
+
+    def block_p99s(per_burst: list[list[float]]) -> list[float]:
+        """The p99 of each block of consecutive bursts (a pair: ours' and bare's block)."""
+        blocks = split_into_pairs(per_burst, sizes.pairs)
+        return [ms(p99([latency for burst in block for latency in burst])) for block in blocks]
+
     return {
         "bursts": sizes.bursts,
         "contenders": BURST,
@@ -730,6 +723,8 @@ async def bursts(
         "p99_ratio": round(ours_p99 / bare_p99, 2),
         "ours_p99_ms_per_burst": [ms(v) for v in ours_p99s],
         "bare_p99_ms_per_burst": [ms(v) for v in bare_p99s],
+        "ours_p99_ms_per_block": block_p99s(ours_bursts),
+        "bare_p99_ms_per_block": block_p99s(bare_bursts),
         "median_burst_p99_ratio": round(
             statistics.median(o / b for o, b in zip(ours_p99s, bare_p99s, strict=True)), 2
         ),
@@ -914,6 +909,62 @@ async def measure(sizes: Sizes, cluster: PostgresCluster, tmp: Path) -> dict[str
     return figures
 
 
+def headline(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures issue 7 sets targets for, each the median of its pairs' ratios."""
+
+    def pairs_of(name: str, key: str) -> tuple[list[float], list[float]]:
+        pairs = figures["throughput"][name]["pairs"]
+        return [p["ours"][key] for p in pairs], [p["bare"][key] for p in pairs]
+
+    b, s = figures["bursts"], figures["search"]
+    return [
+        figure(
+            "booking one infusion (maintenance), 16 callers: requests/s",
+            "/s",
+            *pairs_of("maintenance", "per_second"),
+            at_least=0.30,
+        ),
+        figure(
+            "booking one infusion (maintenance), 16 callers: p99",
+            " ms",
+            *pairs_of("maintenance", "p99_ms"),
+            at_most=2.0,
+        ),
+        figure(
+            "booking a mood induction course, 16 callers: requests/s (informational)",
+            "/s",
+            *pairs_of("mood_induction", "per_second"),
+        ),
+        figure(
+            "booking one infusion, one at a time: p99 (informational)",
+            " ms",
+            *pairs_of("maintenance_one_at_a_time", "p99_ms"),
+        ),
+        figure(
+            f"bursts of {b['contenders']} on one slot: p99 (blocks of bursts)",
+            " ms",
+            b["ours_p99_ms_per_block"],
+            b["bare_p99_ms_per_block"],
+            at_most=3.0,
+        ),
+        check(
+            "bursts with exactly one success",
+            f"{b['ours_exactly_one_winner']}/{b['bursts']}",
+            "all",
+            b["ours_exactly_one_winner"] == b["bursts"] == b["appointments_stored"],
+        ),
+        check("bursts: 5xx answers", b["ours_5xx"], "none", b["ours_5xx"] == 0),
+        check("bursts: requests over 1 s", b["ours_over_1s"], "none", b["ours_over_1s"] == 0),
+        check(
+            f"availability search, {s['window_days']} days, {s['chairs']} chairs: p99",
+            s["p99_ms"],
+            "< 100 ms",
+            s["p99_ms"] < 100,
+            unit=" ms",
+        ),
+    ]
+
+
 def main(quick: bool) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     with tempfile.TemporaryDirectory() as tmp:
@@ -932,6 +983,7 @@ def main(quick: bool) -> dict[str, Any]:
         "python": platform.python_version(),
         "postgresql": server_version,
         **figures,
+        "figures": headline(figures),
     }
 
 
@@ -987,6 +1039,8 @@ def report(result: dict[str, Any]) -> None:
             f"WARNING: other processes used up to {max(busy):.2f} cores during a measurement; "
             "these figures are not from a quiet machine"
         )
+    print("headline figures (median of the pairs' ratios):")
+    print_figures(result["figures"])
 
 
 if __name__ == "__main__":
@@ -996,7 +1050,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and requests")
     result = main(parser.parse_args().quick)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_results("booking", result)
     report(result)
-    print(f"written to {RESULTS}")
+    print(f"written to {path}")

@@ -9,15 +9,16 @@ read back: two hops through the same broker with the same safe client settings, 
 
 Runs are alternated (ours, bare, ours, ...) so both see the same machine state. Prints p50 and
 p99 of each and their ratio, and writes the figures to bench/results/delivery_latency.json.
+The headline figures (`figures`) split the alternated runs into consecutive pairs of blocks
+(5; 3 with --quick) and take the median of the blocks' ratios.
 
-    uv run python bench/delivery_latency.py [--runs 200]
+    uv run python bench/delivery_latency.py [--runs 200] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import tempfile
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from _common import figure, latency_pairs, p50, p99, percentile, print_figures, write_results
 
 from clinic_local.kafka import KafkaBroker
 from clinic_local.postgres import PostgresCluster
@@ -40,15 +42,8 @@ from clinic_shared.tables import infra_tables
 from clinic_shared.testing import create_schema
 from clinic_shared.uow import UnitOfWorkFactory
 
-RESULTS = Path(__file__).parent / "results" / "delivery_latency.json"
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def main(runs: int) -> dict:
+async def main(runs: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         broker = KafkaBroker(Path(tmp) / "kafka")
         broker.start()
@@ -63,7 +58,7 @@ async def main(runs: int) -> dict:
             broker.stop()
 
 
-async def measure(bootstrap: str, url: str, runs: int) -> dict:
+async def measure(bootstrap: str, url: str, runs: int) -> tuple[list[float], list[float]]:
     suffix = uuid.uuid4().hex[:8]
     ours_topic, bare_a, bare_b = (f"bench.{n}.{suffix}" for n in ("ours", "a", "b"))
     await ensure_topics(bootstrap, [ours_topic, bare_a, bare_b], partitions=3)
@@ -141,7 +136,7 @@ async def measure(bootstrap: str, url: str, runs: int) -> dict:
         for client in (kafka_consumer, relay_producer, dlt):
             await client.stop()
         await engine.dispose()
-    return report(ours, bare_runs)
+    return ours, bare_runs
 
 
 class BareRelay:
@@ -189,8 +184,8 @@ class BareRelay:
             await client.stop()
 
 
-def report(ours: list[float], bare: list[float]) -> dict:
-    figures = {
+def report(ours: list[float], bare: list[float], pairs: int) -> dict:
+    figures: dict = {
         "runs": len(ours),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "python": platform.python_version(),
@@ -201,16 +196,26 @@ def report(ours: list[float], bare: list[float]) -> dict:
     }
     figures["p50_ratio"] = round(figures["ours_p50_ms"] / figures["bare_p50_ms"], 2)
     figures["p99_ratio"] = round(figures["ours_p99_ms"] / figures["bare_p99_ms"], 2)
+    ours_ms, bare_ms = [s * 1000 for s in ours], [s * 1000 for s in bare]
+    figures["figures"] = [
+        figure(f"commit to applied, {name}", " ms", *latency_pairs(ours_ms, bare_ms, pairs, stat))
+        for name, stat in (("p50", p50), ("p99", p99))
+    ]
     return figures
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200)
-    result = asyncio.run(main(parser.parse_args().runs))
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    parser.add_argument("--runs", type=int, help="alternated runs of each (200; 60 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="60 runs, 3 pairs of blocks")
+    args = parser.parse_args()
+    runs = args.runs or (60 if args.quick else 200)
+    result = {"quick": args.quick} | report(*asyncio.run(main(runs)), pairs=3 if args.quick else 5)
+    path = write_results("delivery_latency", result)
     for name in ("ours", "bare"):
-        p50, p99 = result[f"{name}_p50_ms"], result[f"{name}_p99_ms"]
-        print(f"{name:>5}: p50 {p50:8.2f} ms   p99 {p99:8.2f} ms")
+        median_ms, p99_ms = result[f"{name}_p50_ms"], result[f"{name}_p99_ms"]
+        print(f"{name:>5}: p50 {median_ms:8.2f} ms   p99 {p99_ms:8.2f} ms")
     ratios = f"p50 {result['p50_ratio']:.2f}x   p99 {result['p99_ratio']:.2f}x"
     print(f"ratio: {ratios}   ({result['runs']} runs)")
+    print_figures(result["figures"])
+    print(f"written to {path}")

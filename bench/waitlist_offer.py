@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -44,19 +42,30 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 from _bare_relay import BareRelay
+from _common import (
+    ROOT,
+    OtherLoad,
+    check,
+    figure,
+    latency_pairs,
+    ms,
+    p50,
+    p99,
+    percentile,
+    postmaster_pid,
+    print_figures,
+    write_results,
+)
+from _system import System, build_system
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from clinic_local._util import free_port
 from clinic_local.kafka import DEFAULT_KAFKA_VERSION, KafkaBroker
 from clinic_local.postgres import PostgresCluster, to_raw_dsn
-from clinic_local.processes import ServiceProcess
 from clinic_shared.auth import Role, issue_token
 from clinic_shared.contracts.registry import topic_for
 from clinic_shared.kafka import make_consumer
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results" / "waitlist_offer.json"
 SECRET = "bench-secret-" + uuid.uuid4().hex
 ZONE = ZoneInfo("America/Los_Angeles")
 CHAIRS = 64
@@ -90,15 +99,6 @@ SCREENING_CLEAR = {
 GROUPS = {"waitlist": topic_for("booking"), "booking": topic_for("waitlist")}
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
 def spread(seconds: Sequence[float]) -> dict[str, float | int]:
     if not seconds:
         return {"count": 0}
@@ -119,141 +119,29 @@ class Options:
     """Pause after each poll's answer."""
     timeout: float
     """Seconds to wait for B's offer; a run without it counts as a failure."""
+    pairs: int
+    """Blocks of consecutive alternated runs whose ratios give the headline figures."""
     poll_delay: float = 0.0
     """A diagnostic: the first poll this long after the cancellation."""
-
-
-class OtherLoad:
-    """CPU that processes outside this benchmark use meanwhile (from /proc), in cores.
-
-    This benchmark's own CPU is this process and everything it started (the services, the
-    bare relay, the Kafka broker) plus PostgreSQL's postmaster and its backends.
-    """
-
-    def __init__(self, cluster: PostgresCluster) -> None:
-        self._postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        self._tick = os.sysconf("SC_CLK_TCK")
-        self._started: tuple[float, float, float] | None = None
-
-    @staticmethod
-    def _stat(pid: int) -> list[str] | None:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        return text.rsplit(")", 1)[1].split()
-
-    def _snapshot(self) -> tuple[float, float, float]:
-        parents: dict[int, int] = {}
-        cpu: dict[int, float] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and (fields := self._stat(int(entry.name))):
-                parents[int(entry.name)] = int(fields[1])
-                # utime, stime, and the children it has reaped (cutime, cstime)
-                cpu[int(entry.name)] = sum(int(v) for v in fields[11:15]) / self._tick
-        roots = {os.getpid(), self._postmaster}
-        ours = 0.0
-        for pid, used in cpu.items():
-            ancestor = pid
-            while ancestor > 1 and ancestor not in roots:
-                ancestor = parents.get(ancestor, 0)
-            if ancestor in roots:
-                ours += used
-        line = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        machine = sum(int(v) for i, v in enumerate(line[:8]) if i not in (3, 4)) / self._tick
-        return time.monotonic(), machine, ours
-
-    def start(self) -> None:
-        self._started = self._snapshot()
-
-    def cores(self) -> float:
-        assert self._started is not None
-        now, machine, ours = self._snapshot()
-        began, machine_before, ours_before = self._started
-        other = (machine - machine_before) - (ours - ours_before)
-        return round(max(0.0, other) / (now - began), 2)
 
 
 # --------------------------------------------------------------------------- the system
 
 
-@dataclass
-class System:
-    """Databases, settings and the service processes this script started."""
-
-    env: dict[str, str]
-    urls: dict[str, str]
-    database_urls: dict[str, str]
-    log_dir: Path
-    processes: list[ServiceProcess] = field(default_factory=list)
-
-    def start(self, service: str, command: str) -> ServiceProcess:
-        process = ServiceProcess(service, command, self.env, self.log_dir).start()
-        self.processes.append(process)
-        return process
-
-    async def wait_ready(self) -> None:
-        async with httpx.AsyncClient(timeout=2) as client:
-            for service, url in self.urls.items():
-                api = next(p for p in self.processes if p.service == service and p.command == "api")
-                deadline = time.monotonic() + 60
-                while True:
-                    self.check_alive()
-                    try:
-                        if (await client.get(url + "/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{api.name} not ready:\n{api.log_tail()}")
-                    await asyncio.sleep(0.1)
-
-    def check_alive(self) -> None:
-        for process in self.processes:
-            if not process.alive:
-                raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
-
-    def stop_all(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-
-
-async def migrate(service: str, env: dict[str, str]) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        service,
-        "migrate",
-        env=os.environ | env | {"CLINIC_LOG_LEVEL": "WARNING"},
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    if await process.wait() != 0:
-        raise RuntimeError(f"python -m {service} migrate failed")
-
-
-async def build_system(
+async def start_system(
     cluster: PostgresCluster, bootstrap: str, tmp: Path, log_dir: Path
 ) -> System:
     policy = tmp / "policy.yaml"
     policy.write_text(f"booking: {{chairs: {CHAIRS}}}\n")
-    env = {
-        "CLINIC_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CLINIC_JWT_SECRET": SECRET,
-        "CLINIC_POLICY_FILE": str(policy),
-    }
-    urls, database_urls = {}, {}
-    for service in ("booking", "waitlist"):
-        url = await cluster.create_database_async(f"bench_offer_{service}")
-        port = free_port()
-        env[f"{service.upper()}_DATABASE_URL"] = url
-        env[f"{service.upper()}_HTTP_PORT"] = str(port)
-        urls[service] = f"http://127.0.0.1:{port}"
-        database_urls[service] = url
-    env["WAITLIST_BOOKING_URL"] = urls["booking"]
-    for service in ("booking", "waitlist"):
-        await migrate(service, env)
-    return System(env, urls, database_urls, log_dir)
+    return await build_system(
+        cluster,
+        bootstrap,
+        log_dir,
+        name="offer",
+        services=("booking", "waitlist"),
+        secret=SECRET,
+        policy=policy,
+    )
 
 
 # --------------------------------------------------------------------------- settling
@@ -623,7 +511,7 @@ async def measure(options: Options) -> dict[str, Any]:
 async def run_all(
     cluster: PostgresCluster, bootstrap: str, tmp: Path, log_dir: Path, options: Options
 ) -> dict[str, Any]:
-    system = await build_system(cluster, bootstrap, tmp, log_dir)
+    system = await start_system(cluster, bootstrap, tmp, log_dir)
     bare = BareRelay(bootstrap, log_dir)
     quiet = Quiet(system, bootstrap)
     try:
@@ -643,7 +531,7 @@ async def run_all(
             cases = await prepare(booking, system.urls["booking"], total)
             ours: list[OursRun] = []
             bare_seconds: list[float] = []
-            load = OtherLoad(cluster)
+            load = OtherLoad(postmaster_pid(cluster.data_dir))
             for index, case in enumerate(cases):
                 if index == options.warmup:
                     load.start()
@@ -689,12 +577,35 @@ def report(ours: list[OursRun], bare: list[float], options: Options) -> dict[str
         "target_ratio": TARGET,
     }
     if found:
-        p50 = figures["ours"]["p50_ms"] / figures["bare"]["p50_ms"]
-        p99 = figures["ours"]["p99_ms"] / figures["bare"]["p99_ms"]
-        figures["p50_ratio"], figures["p99_ratio"] = round(p50, 2), round(p99, 2)
-        figures["target_met"] = p50 <= TARGET and p99 <= TARGET and failures == 0
+        p50_ratio = figures["ours"]["p50_ms"] / figures["bare"]["p50_ms"]
+        p99_ratio = figures["ours"]["p99_ms"] / figures["bare"]["p99_ms"]
+        figures["p50_ratio"], figures["p99_ratio"] = round(p50_ratio, 2), round(p99_ratio, 2)
+        figures["target_met"] = p50_ratio <= TARGET and p99_ratio <= TARGET and failures == 0
     else:
         figures["target_met"] = False
+    # The headline figures: blocks of consecutive alternated runs, a ratio per block, the
+    # median of the blocks. A run without an offer in time leaves its pair out (and fails the
+    # check below).
+    answered = [(run.seconds, b) for run, b in zip(ours, bare, strict=True) if run.seconds]
+    ours_ms, bare_ms = [o * 1000 for o, _ in answered], [b * 1000 for _, b in answered]
+    figures["figures"] = [
+        *(
+            figure(
+                f"cancellation answered to offer readable, {name}",
+                " ms",
+                *latency_pairs(ours_ms, bare_ms, options.pairs, statistic),
+                at_most=TARGET,
+            )
+            for name, statistic in (("p50", p50), ("p99", p99))
+            if answered
+        ),
+        check(
+            f"offers readable within {options.timeout:g} s",
+            f"{len(found)}/{len(ours)}",
+            "all",
+            failures == 0,
+        ),
+    ]
     polls = [run.polls for run in ours]
     figures["polls_per_run_p50"] = statistics.median(polls) if polls else 0
     figures["offers_get"] = spread([s for run in ours for s in run.poll_seconds])
@@ -755,6 +666,8 @@ def print_report(result: dict[str, Any]) -> None:
             f"ratio: p50 {result['p50_ratio']:.2f}x  p99 {result['p99_ratio']:.2f}x  "
             f"(target <= {TARGET:g}x: {verdict})"
         )
+    print(f"headline figures ({len(result['ours_runs'])} runs in blocks, ratio per block):")
+    print_figures(result["figures"])
     get, idle = result["offers_get"], result["offers_get_idle"]
     print(
         f"polling: GET /v1/offers p50 {get.get('p50_ms')} ms during the runs "
@@ -781,7 +694,8 @@ def print_report(result: dict[str, Any]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=None, help="measured runs of each (100)")
-    parser.add_argument("--quick", action="store_true", help="20 runs of each")
+    parser.add_argument("--quick", action="store_true", help="20 runs of each, 3 pairs")
+    parser.add_argument("--pairs", type=int, help="blocks of runs for the ratios (5)")
     parser.add_argument("--warmup", type=int, default=3, help="runs of each not counted (3)")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="pause between polls (2)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for B's offer")
@@ -798,11 +712,11 @@ if __name__ == "__main__":
         warmup=args.warmup,
         poll_gap=args.poll_ms / 1000,
         timeout=args.timeout,
+        pairs=args.pairs or (3 if args.quick else 5),
         poll_delay=args.poll_delay_ms / 1000,
     )
     os.chdir(ROOT)  # `python -m booking` must find the service, not bench/booking.py
-    result = asyncio.run(measure(options))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    result = {"quick": args.quick} | asyncio.run(measure(options))
+    path = write_results("waitlist_offer", result)
     print_report(result)
-    print(f"written to {RESULTS}")
+    print(f"written to {path}")
