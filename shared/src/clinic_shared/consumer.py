@@ -50,6 +50,21 @@ class EventContext:
 
 
 Handler = Callable[[Any, EventContext, SqlUnitOfWork], Awaitable[None]]
+ManyHandler = Callable[[list[tuple[Any, EventContext]], SqlUnitOfWork], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Batchable:
+    """A handler that can also apply a run of consecutive events of its type at once (one
+    query for all of them instead of one each), for a backlog's batches. `many` must have the
+    same effect as `one` applied to each event in turn, and must publish no events: the batch
+    shares one causation id."""
+
+    one: Handler
+    many: ManyHandler
+
+    async def __call__(self, event: Any, context: EventContext, uow: SqlUnitOfWork) -> None:
+        await self.one(event, context, uow)
 
 
 class PermanentFailure(Exception):
@@ -186,14 +201,25 @@ class EventConsumer:
         try:
             async with self._uow_factory() as uow:
                 fresh = await uow.claim_inbox_many(self.name, [item[1] for item in wanted])
+                run: list[tuple[Any, EventContext]] = []
+                run_handler: Batchable | None = None
                 for record, envelope, event, handler in wanted:
                     if envelope.event_id not in fresh:
                         continue
                     fresh.discard(envelope.event_id)  # the same event twice in one batch
                     context = EventContext(envelope, record.topic, record.partition, record.offset)
+                    applied += 1
+                    if run and handler is not run_handler:
+                        await self._handle_run(run, run_handler, uow)
+                        run = []
+                    if isinstance(handler, Batchable):
+                        run_handler = handler
+                        run.append((event, context))
+                        continue
                     with _traced(envelope):
                         await self._handle(envelope, event, handler, context, uow)
-                    applied += 1
+                if run:
+                    await self._handle_run(run, run_handler, uow)
                 await uow.commit()
         except Exception as exc:
             log.info(
@@ -209,6 +235,24 @@ class EventConsumer:
         self.progress.applied(tp, records[-1].offset)
         return True
 
+    async def _handle_run(
+        self,
+        run: list[tuple[Any, EventContext]],
+        handler: Batchable | None,
+        uow: SqlUnitOfWork,
+    ) -> None:
+        assert handler is not None
+        for _event, _context in run:
+            await self._before_handling()
+        with _traced(run[0][1].envelope):
+            await handler.many(run, uow)
+
+    async def _before_handling(self) -> None:
+        await faults.reach(faults.CONSUMER_BEFORE_APPLY)
+        delay = faults.handler_delay()
+        if delay:
+            await asyncio.sleep(delay)
+
     async def _handle(
         self,
         envelope: Envelope,
@@ -217,10 +261,7 @@ class EventConsumer:
         context: EventContext,
         uow: SqlUnitOfWork,
     ) -> None:
-        await faults.reach(faults.CONSUMER_BEFORE_APPLY)
-        delay = faults.handler_delay()
-        if delay:
-            await asyncio.sleep(delay)
+        await self._before_handling()
         await handler(event, context, uow)
 
     async def commit_processed(self, partitions: list[TopicPartition] | None = None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from clinic_shared.consumer import PermanentFailure
+from clinic_shared.consumer import Batchable, PermanentFailure
 from clinic_shared.health import serve_health
 from clinic_shared.kafka import dead_letter_topic
 from clinic_shared.testing import free_port, read_topic
@@ -53,6 +53,30 @@ async def test_a_backlog_is_applied_a_batch_per_transaction_each_event_once(
         await wait_until(all_applied)
     assert await service_db.effects() == [envelope.event_id for envelope, _ in messages]
     assert counting.commits < 30, f"{counting.commits} transactions for 300 events"
+
+
+async def test_a_batchable_handler_gets_runs_of_events_and_applies_each_once(
+    service_db: ServiceDb, kafka_bootstrap: str, single_partition_topic: str
+):
+    runs: list[int] = []
+
+    async def many(items: list[tuple[Any, Any]], uow: SqlUnitOfWork) -> None:
+        runs.append(len(items))
+        rows = [{"event_id": context.envelope.event_id} for _event, context in items]
+        await uow.session.execute(sa.insert(service_db.effect), rows)
+
+    handler = Batchable(_recording_handler(service_db), many)
+    messages = [_message() for _ in range(200)]
+    await _produce(kafka_bootstrap, single_partition_topic, [m for _, m in messages])
+    await _produce(kafka_bootstrap, single_partition_topic, [messages[0][1]])  # redelivered
+    async with Running(service_db, kafka_bootstrap, handler) as running:
+
+        async def all_seen() -> bool:
+            return running.consumer.applied + running.consumer.duplicates == 201
+
+        await wait_until(all_seen)
+    assert await service_db.effects() == [envelope.event_id for envelope, _ in messages]
+    assert sum(runs) == 200 and len(runs) < 20, runs
 
 
 async def test_a_failing_event_in_a_batch_costs_only_itself(

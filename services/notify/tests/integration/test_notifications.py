@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
 import clinic_shared.contracts
-from clinic_shared.consumer import EventConsumer
+from clinic_shared.consumer import EventConsumer, EventContext
 from clinic_shared.contracts import booking as booking_events
 from clinic_shared.contracts.registry import topic_for
 from clinic_shared.envelope import Envelope, to_kafka
@@ -31,9 +31,11 @@ from clinic_shared.testing import apply_once as shared_apply_once
 from clinic_shared.uow import UnitOfWorkFactory
 from notify.adapters.orm import INFRA, MessageRow
 from notify.config import NotifySettings
+from notify.domain.model import DEFAULT_CHANNELS, Preferences
 from notify.entrypoints.api import create_app
 from notify.entrypoints.cli import SERVICE_DIR
 from notify.entrypoints.consumer import event_handlers
+from notify.service_layer.scheduling import on_patient_registered, repository
 
 CONSUMER = "notify"
 REGISTERED_AT = datetime(2026, 11, 20, 17, 5, tzinfo=UTC)
@@ -274,3 +276,28 @@ async def test_a_malformed_patient_id_is_a_422_problem(notify):
     )
     body = assert_problem(response, 422, "validation_error")
     assert any("patient_id" in error["loc"] for error in body["errors"])
+
+
+async def test_registrations_applied_as_a_batch_get_the_welcomes_one_by_one_would(notify):
+    quiet_a1, quiet_a2, plain_b1, plain_b2 = (uuid.uuid4() for _ in range(4))
+    async with notify.uow_factory() as uow:
+        for patient in (quiet_a1, quiet_a2):  # their own quiet hours cover the clinic's morning
+            own = Preferences(patient, DEFAULT_CHANNELS, quiet_start="08:00", quiet_end="12:00")
+            await repository(uow).put_preferences(own, NOW)
+        await uow.commit()
+    batch = []
+    for offset, patient in enumerate((quiet_a1, plain_b1)):
+        envelope = patient_registered(patient)
+        event = booking_events.PatientRegistered.model_validate(envelope.payload)
+        batch.append((event, EventContext(envelope, "booking.events", 0, offset)))
+    async with notify.uow_factory() as uow:
+        await on_patient_registered.many(batch, uow)
+        await uow.commit()
+    for patient in (quiet_a2, plain_b2):
+        assert await apply_once(notify.uow_factory, patient_registered(patient)) is True
+
+    rows = {row["patient_id"]: row for row in await notify.notifications()}
+    assert len(rows) == 4
+    facts = {p: (row["kind"], row["channel"], row["due_at"]) for p, row in rows.items()}
+    assert facts[quiet_a1] == facts[quiet_a2] != facts[plain_b1] == facts[plain_b2]
+    assert facts[plain_b1] == ("welcome", "email", NOW)

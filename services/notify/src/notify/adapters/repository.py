@@ -249,24 +249,23 @@ class NotifyRepository:
     # preferences -----------------------------------------------------------------------------
 
     async def preferences(self, patient_id: UUID) -> Preferences | None:
-        row = (
-            (
-                await self._session.execute(
-                    sa.select(PREFERENCE).where(PREFERENCE.c.patient_id == patient_id)
-                )
+        return (await self.preferences_of_many([patient_id])).get(patient_id)
+
+    async def preferences_of_many(self, patient_ids: Sequence[UUID]) -> dict[UUID, Preferences]:
+        """The stored preferences of those patients who have any, in one query."""
+        rows = await self._session.execute(
+            sa.select(PREFERENCE).where(PREFERENCE.c.patient_id.in_(patient_ids))
+        )
+        return {
+            UUID(str(row["patient_id"])): Preferences(
+                patient_id=UUID(str(row["patient_id"])),
+                channels=frozenset(Channel(c) for c in row["channels"]),
+                quiet_start=row["quiet_start"],
+                quiet_end=row["quiet_end"],
+                push_device=row["push_device"],
             )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return None
-        return Preferences(
-            patient_id=patient_id,
-            channels=frozenset(Channel(c) for c in row["channels"]),
-            quiet_start=row["quiet_start"],
-            quiet_end=row["quiet_end"],
-            push_device=row["push_device"],
-        )
+            for row in rows.mappings()
+        }
 
     async def put_preferences(self, preferences: Preferences, now: datetime) -> None:
         values = {

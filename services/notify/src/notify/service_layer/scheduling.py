@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from clinic_shared.consumer import EventContext, Handler
+from clinic_shared.consumer import Batchable, EventContext, Handler
 from clinic_shared.contracts import billing, booking, waitlist
 from clinic_shared.policy import QuietHours
 from clinic_shared.problems import ProblemError
@@ -91,10 +91,18 @@ async def schedule_messages(
     if not planned:
         return []
     preferences = preferences or await preferences_of(uow, patient_id)
+    messages = plan_messages(uow, preferences, *planned)
+    await repository(uow).add_messages(messages)
+    return messages
+
+
+def plan_messages(uow: SqlUnitOfWork, preferences: Preferences, *planned: Planned) -> list[Message]:
+    """The messages `schedule_messages` writes for one patient, not yet written."""
+    patient_id = preferences.patient_id
     windows = quiet_windows(uow, preferences)
     zone = clinic_zone(uow)
     now = uow.clock.now()
-    messages = [
+    return [
         Message.new(
             patient_id=patient_id,
             kind=item.kind,
@@ -111,8 +119,6 @@ async def schedule_messages(
         for item in planned
         for channel in channels_for(item.kind, preferences.allowed())
     ]
-    await repository(uow).add_messages(messages)
-    return messages
 
 
 async def cancel_pending(
@@ -132,19 +138,35 @@ async def cancel_pending(
 # booking ---------------------------------------------------------------------------------------
 
 
-async def on_patient_registered(
+def _welcome(event: booking.PatientRegistered) -> Planned:
+    return Planned(Kind.WELCOME, "welcome", event.registered_at, key=f"welcome:{event.patient_id}")
+
+
+async def _on_patient_registered(
     event: booking.PatientRegistered, context: EventContext, uow: SqlUnitOfWork
 ) -> None:
-    await schedule_messages(
-        uow,
-        event.patient_id,
-        Planned(
-            Kind.WELCOME,
-            "welcome",
-            event.registered_at,
-            key=f"welcome:{event.patient_id}",
-        ),
-    )
+    await schedule_messages(uow, event.patient_id, _welcome(event))
+
+
+async def _on_patients_registered(
+    items: list[tuple[booking.PatientRegistered, EventContext]], uow: SqlUnitOfWork
+) -> None:
+    """A backlog's registrations: one preferences query and one insert for the lot."""
+    events = [event for event, _context in items]
+    known = await repository(uow).preferences_of_many([event.patient_id for event in events])
+    messages = [
+        message
+        for event in events
+        for message in plan_messages(
+            uow,
+            known.get(event.patient_id) or default_preferences(event.patient_id),
+            _welcome(event),
+        )
+    ]
+    await repository(uow).add_messages(messages)
+
+
+on_patient_registered = Batchable(_on_patient_registered, _on_patients_registered)
 
 
 def _slot(appointment_id: UUID, start: datetime, end: datetime, sequence: int) -> dict[str, Any]:
