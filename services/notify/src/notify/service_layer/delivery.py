@@ -8,7 +8,8 @@ except the provider call:
 2. outside any transaction: ask booking for the contact details, render the templates;
 3. the send ledger: the message goes to `sending` (only if the claim is still ours) and a
    ledger row is written, committed *before* the provider is called;
-4. the provider call, then its outcome recorded with a `notify.message.*` event.
+4. the provider call, then its outcome recorded with a `notify.message.*` event (tried again
+   while the database is away, since only this process knows what the provider said).
 
 A dispatcher that dies in step 2 leaves a `claimed` row: the reaper (`StaleClaims`) puts it
 back, nothing having been sent. One that dies in step 4 leaves a `sending` row: the provider
@@ -19,8 +20,10 @@ connection it refused) is tried again with exponential backoff, up to the policy
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from clinic_shared import faults
+from clinic_shared.consumer import is_transient
 from clinic_shared.contracts import notify as contracts
 from clinic_shared.logging import get_logger
 from clinic_shared.policy import Policy
@@ -55,6 +59,9 @@ from notify.service_layer.scheduling import (
 )
 
 log = get_logger(__name__)
+
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MAX_SECONDS = 5.0
 
 
 def recipient_digest(key: bytes, address: str) -> str:
@@ -189,7 +196,7 @@ class Deliveries:
         outcome, provider_ref, error = await self._call_provider(message.channel, outgoing)
         if outcome == "accepted":
             await faults.reach(faults.NOTIFY_AFTER_PROVIDER_ACCEPT)
-        await self._record(claim, attempt, outcome, provider_ref, error, uow_factory)
+        await self._record_outcome(claim, attempt, outcome, provider_ref, error, uow_factory)
 
     @staticmethod
     def _address(channel: Channel, contact: Contact, preferences: Preferences) -> str | None:
@@ -224,6 +231,35 @@ class Deliveries:
             log.error("provider call cut off", channel=channel.value, error=type(exc).__name__)
             return "unknown", None, "cut_off"
         return "accepted", reference, None
+
+    async def _record_outcome(
+        self,
+        claim: _Claim,
+        attempt: int,
+        outcome: str,
+        provider_ref: str | None,
+        error: str | None,
+        uow_factory: UnitOfWorkFactory,
+    ) -> None:
+        """Write down what the provider answered. Only this process knows it, so a database
+        away for a moment must not turn an accepted message into `unknown`: a transient
+        failure is tried again until the reaper would settle the message anyway."""
+        give_up_at = time.monotonic() + claim.policy.notify.delivery.claim_timeout_seconds
+        delay = RECORD_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self._record(claim, attempt, outcome, provider_ref, error, uow_factory)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay >= give_up_at:
+                    raise
+                log.warning(
+                    "send outcome not recorded yet",
+                    message_id=str(claim.message.id),
+                    error=type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RECORD_RETRY_MAX_SECONDS)
 
     async def _record(
         self,
