@@ -7,10 +7,31 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://clinic.example/problems/"
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; some problems add facts (e.g. `fee_cents`).",
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Machine-readable, e.g. `slot_taken`"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "With `validation_error`: where the request is wrong",
+            "items": {"type": "object"},
+        },
+    },
+}
 
 
 class ProblemError(Exception):
@@ -94,14 +115,42 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return problem_response(
             exc.status_code,
             code,
             title,
             detail,
             instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
+
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+        # Lazy: the consumer module builds on this one's neighbours, not the other way round.
+        from clinic_shared.consumer import is_transient
+
+        if not is_transient(exc):
+            return await _unexpected(request, exc)
+        from clinic_shared.logging import get_logger
+
+        get_logger(__name__).warning(
+            "database unavailable", path=request.url.path, error=type(exc).__name__
+        )
+        return problem_response(
+            503,
+            "database_unavailable",
+            "Service unavailable",
+            "The service cannot reach its database just now; nothing was changed. Try again.",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
+        )
+
+    # A database restarting is an outage to wait out (503, Retry-After), not a server fault.
+    app.add_exception_handler(DBAPIError, _database_away)
+    app.add_exception_handler(ConnectionError, _database_away)
+    app.add_exception_handler(TimeoutError, _database_away)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -111,3 +160,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             "unhandled error", path=request.url.path, error=type(exc).__name__
         )
         return problem_response(500, "internal_error", "Internal error", instance=request.url.path)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path: Starlette's own 405 names only the
+    methods of the first route there (GET /x and PUT /x are two routes)."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)

@@ -9,12 +9,12 @@ reach everyone's.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from billing.adapters.webhook_signature import SignatureRejected, verify
 from billing.bootstrap import bootstrap, build_directory, build_gateway
@@ -26,7 +26,7 @@ from billing.entrypoints import schemas
 from billing.service_layer import cards, plans, prices, refunds, settlements, statements, webhooks
 from clinic_shared.auth import Principal, Role, ensure_patient_access, require_roles
 from clinic_shared.clock import Clock
-from clinic_shared.http import create_service_app
+from clinic_shared.http import DateText, DateTimeText, create_service_app
 from clinic_shared.idempotency import run_idempotent
 from clinic_shared.problems import ProblemError
 from clinic_shared.refusals import answered
@@ -163,7 +163,7 @@ def create_app(
     @app.get("/v1/price-book", response_model=schemas.PriceBookOut, tags=["price book"])
     async def get_price_book(
         principal: Annotated[Principal, Depends(ANYONE)],
-        at: Annotated[datetime | None, Query(description="the book in effect then")] = None,
+        at: Annotated[DateTimeText | None, Query(description="the book in effect then")] = None,
     ) -> dict[str, Any]:
         async with uow_factory() as uow:
             return price_book_out(await prices.current(uow, at), currency)
@@ -204,6 +204,7 @@ def create_app(
         status_code=201,
         response_model=schemas.PaymentMethodOut,
         tags=["cards"],
+        responses={503: {"description": "The card processor did not answer"}},
     )
     async def add_payment_method(
         patient_id: UUID,
@@ -301,7 +302,14 @@ def create_app(
     # financing plans -------------------------------------------------------------------------
 
     @app.post(
-        "/v1/financing-plans", status_code=201, response_model=schemas.PlanOut, tags=["plans"]
+        "/v1/financing-plans",
+        status_code=201,
+        response_model=schemas.PlanOut,
+        tags=["plans"],
+        responses={
+            404: {"description": "No such patient or course, or not the caller's"},
+            409: {"description": "The course is financed or charged already"},
+        },
     )
     async def create_plan(
         body: schemas.PlanIn,
@@ -366,6 +374,7 @@ def create_app(
         status_code=202,
         response_model=schemas.PlanOut,
         tags=["plans"],
+        responses={409: {"description": "The plan is paid, or a payoff is under way"}},
     )
     async def pay_off(
         plan_id: UUID, request: Request, principal: Annotated[Principal, Depends(SELF_OR_BILLING)]
@@ -384,7 +393,16 @@ def create_app(
 
     # refunds ---------------------------------------------------------------------------------
 
-    @app.post("/v1/refunds", status_code=202, response_model=schemas.RefundOut, tags=["refunds"])
+    @app.post(
+        "/v1/refunds",
+        status_code=202,
+        response_model=schemas.RefundOut,
+        tags=["refunds"],
+        responses={
+            404: {"description": "No such charge"},
+            409: {"description": "The charge is not paid"},
+        },
+    )
     async def create_refund(
         body: schemas.RefundIn,
         request: Request,
@@ -411,8 +429,26 @@ def create_app(
 
     # the processor's webhooks ----------------------------------------------------------------
 
-    @app.post("/v1/webhooks/processor", tags=["webhooks"])
+    @app.post(
+        "/v1/webhooks/processor",
+        tags=["webhooks"],
+        response_model=schemas.WebhookOut,
+        responses={
+            400: {"description": "Unsigned, badly signed, signed too long ago, or not JSON"},
+            422: {"description": "Not an event: it needs an id, a type and data.object"},
+            503: {"description": "BILLING_WEBHOOK_SECRET is not set"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": schemas.WebhookEventIn.model_json_schema()}
+                },
+            }
+        },
+    )
     async def processor_webhook(request: Request) -> dict[str, Any]:
+        """The processor's events, signed in `Stripe-Signature` (`t=<unix>,v1=<hex>`)."""
         if settings.webhook_secret is None:
             raise ProblemError(
                 503, "webhooks_not_configured", "Service unavailable",
@@ -430,14 +466,17 @@ def create_app(
         except SignatureRejected as exc:
             raise ProblemError(400, exc.code, "Webhook refused", exc.message) from exc
         try:
-            event = json.loads(payload)
+            sent = json.loads(payload)
         except ValueError as exc:
             raise ProblemError(400, "malformed_webhook", "Webhook refused", "Not JSON.") from exc
-        if not isinstance(event, dict):
-            raise ProblemError(400, "malformed_webhook", "Webhook refused", "Not an event.")
+        try:
+            event = schemas.WebhookEventIn.model_validate(sent)
+        except ValidationError as exc:
+            detail = "An event needs an id, a type and data.object."
+            raise ProblemError(422, "malformed_webhook", "Webhook refused", detail) from exc
         with answered():
             async with uow_factory() as uow:
-                applied = await webhooks.apply(event, uow)
+                applied = await webhooks.apply(event.model_dump(), uow)
                 await uow.commit()
         return {"received": True, "applied": applied}
 
@@ -448,6 +487,7 @@ def create_app(
         status_code=201,
         response_model=schemas.ReportOut,
         tags=["reconciliation"],
+        responses={413: {"description": "Larger than 20 MiB"}},
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -458,7 +498,7 @@ def create_app(
     async def upload_settlement(
         request: Request,
         principal: Annotated[Principal, Depends(BILLING_STAFF)],
-        settlement_date: Annotated[date | None, Query()] = None,
+        settlement_date: Annotated[DateText | None, Query()] = None,
     ) -> JSONResponse:
         raw = await request.body()
         if len(raw) > MAX_SETTLEMENT_BYTES:
@@ -469,6 +509,10 @@ def create_app(
             raise ProblemError(
                 422, "invalid_settlement_report", "Invalid request", "The report is not UTF-8."
             ) from exc
+        if "\x00" in text:  # PostgreSQL cannot store or compare text with NUL in it
+            raise ProblemError(
+                422, "invalid_settlement_report", "Invalid request", "The report holds NUL."
+            )
 
         async def action(uow: SqlUnitOfWork) -> tuple[int, dict[str, Any]]:
             with answered():
@@ -498,13 +542,16 @@ def create_app(
         "/v1/patients/{patient_id}/superbill",
         tags=["superbills"],
         response_class=Response,
-        responses={200: {"content": {"application/pdf": {}}}},
+        responses={
+            200: {"content": {"application/pdf": {}}},
+            503: {"description": "Booking could not be asked for the patient's details"},
+        },
     )
     async def superbill(
         patient_id: UUID,
         principal: Annotated[Principal, Depends(SELF_OR_BILLING)],
-        period_from: Annotated[date, Query(alias="from")],
-        period_to: Annotated[date, Query(alias="to")],
+        period_from: Annotated[DateText, Query(alias="from")],
+        period_to: Annotated[DateText, Query(alias="to")],
     ) -> Response:
         ensure_patient_access(principal, patient_id)
         with answered():

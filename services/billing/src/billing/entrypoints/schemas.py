@@ -6,9 +6,11 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-Cents = Annotated[int, Field(ge=0, le=100_000_000)]
+from clinic_shared.http import AwareDateTimeText
+
+Cents = Annotated[StrictInt, Field(ge=0, le=100_000_000)]
 
 
 class _In(BaseModel):
@@ -16,7 +18,7 @@ class _In(BaseModel):
 
 
 class TierIn(_In):
-    from_ordinal: int = Field(ge=1, le=1000)
+    from_ordinal: StrictInt = Field(ge=1, le=1000)
     cents: Cents
 
 
@@ -26,7 +28,7 @@ class FeesIn(_In):
 
 
 class PriceBookIn(_In):
-    effective_from: AwareDatetime | None = None
+    effective_from: AwareDateTimeText | None = None
     """When the prices apply (now when left out); never in the past."""
     infusions: dict[Literal["mood", "pain"], list[TierIn]]
     consults: dict[Literal["phone_consult", "info_consult"], Cents]
@@ -121,8 +123,8 @@ class ChargeOut(BaseModel):
 class PlanIn(_In):
     patient_id: UUID
     course_id: UUID | None = None
-    amount_cents: int | None = Field(default=None, ge=1, le=100_000_000)
-    installments: int = Field(ge=1, le=60)
+    amount_cents: StrictInt | None = Field(default=None, ge=1, le=100_000_000)
+    installments: StrictInt = Field(ge=1, le=60)
 
     @model_validator(mode="after")
     def _one_subject(self) -> PlanIn:
@@ -161,7 +163,7 @@ class PlanSummaryOut(BaseModel):
 
 class RefundIn(_In):
     charge_id: UUID
-    amount_cents: int = Field(ge=1, le=100_000_000)
+    amount_cents: StrictInt = Field(ge=1, le=100_000_000)
     reason: str = Field(min_length=1, max_length=200)
 
 
@@ -186,3 +188,27 @@ class ReportOut(BaseModel):
     settlement_date: date | None
     summary: dict[str, Any]
     outcomes: list[dict[str, Any]]
+
+
+class WebhookEventIn(BaseModel):
+    """What billing reads of the processor's event; the rest is kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=100)
+    data: dict[str, Any] = Field(
+        json_schema_extra={"required": ["object"], "properties": {"object": {"type": "object"}}}
+    )
+
+    @model_validator(mode="after")
+    def _names_its_object(self) -> WebhookEventIn:
+        if not isinstance(self.data.get("object"), dict):
+            raise ValueError("data.object must be an object")
+        return self
+
+
+class WebhookOut(BaseModel):
+    received: bool
+    applied: bool
+    """False when this event was applied before."""

@@ -138,7 +138,10 @@ def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI
         return _intake_out(found, uow_factory.policy.booking.screening_blocking_flags)
 
     @app.post(
-        "/v1/patients/{patient_id}/intake/clearance", response_model=IntakeOut, tags=["intake"]
+        "/v1/patients/{patient_id}/intake/clearance",
+        response_model=IntakeOut,
+        tags=["intake"],
+        responses={409: {"description": "No screening answered, or a flag without a reason"}},
     )
     async def clear_intake(
         patient_id: UUID,

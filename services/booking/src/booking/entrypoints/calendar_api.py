@@ -17,6 +17,7 @@ from booking.domain.model import Actor, Appointment, AppointmentStatus, Course, 
 from booking.entrypoints import schemas
 from booking.service_layer import calendar, holds
 from clinic_shared.auth import STAFF_ROLES, Principal, Role, ensure_patient_access, require_roles
+from clinic_shared.http import DateTimeText
 from clinic_shared.idempotency import run_idempotent
 from clinic_shared.problems import ProblemError
 from clinic_shared.refusals import answered as refusals_answered
@@ -164,13 +165,21 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
             ],
         }
 
-    @router.get("/v1/availability", response_model=schemas.AvailabilityOut, tags=["calendar"])
+    @router.get(
+        "/v1/availability",
+        response_model=schemas.AvailabilityOut,
+        tags=["calendar"],
+        responses={
+            404: {"description": "No such patient, or not the caller"},
+            409: {"description": "The patient's intake is not cleared"},
+        },
+    )
     async def availability(
         principal: Annotated[Principal, Depends(SELF_OR_SCHEDULER)],
         protocol: Annotated[str, Query(min_length=1, max_length=32)],
         patient_id: UUID | None = None,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None,
+        from_: Annotated[DateTimeText | None, Query(alias="from")] = None,
+        to: DateTimeText | None = None,
         limit: Annotated[int | None, Query(ge=1, le=500)] = None,
     ) -> dict[str, Any]:
         patient_id = whose(principal, patient_id)
@@ -200,7 +209,10 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         status_code=201,
         response_model=schemas.CourseOut,
         tags=["calendar"],
-        responses={409: {"description": "Slot taken, course rule or intake gate not met"}},
+        responses={
+            404: {"description": "No such patient, or not the caller"},
+            409: {"description": "Slot taken, course rule or intake gate not met"},
+        },
     )
     async def book_course(
         body: schemas.CourseIn,
@@ -232,12 +244,17 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         course, appointments = await read(calendar.get_course, course_id, restriction(principal))
         return course_out(course, appointments)
 
-    @router.get("/v1/appointments", response_model=schemas.AppointmentListOut, tags=["calendar"])
+    @router.get(
+        "/v1/appointments",
+        response_model=schemas.AppointmentListOut,
+        tags=["calendar"],
+        responses={404: {"description": "Another patient's id, asked by a patient"}},
+    )
     async def list_appointments(
         principal: Annotated[Principal, Depends(SELF_OR_STAFF)],
         patient_id: UUID | None = None,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None,
+        from_: Annotated[DateTimeText | None, Query(alias="from")] = None,
+        to: DateTimeText | None = None,
         status: AppointmentStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> dict[str, Any]:
@@ -294,6 +311,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/reschedule",
         response_model=schemas.RescheduleOut,
         tags=["calendar"],
+        responses={409: {"description": "Not movable now, slot taken, or late unacknowledged"}},
     )
     async def reschedule(
         appointment_id: UUID,
@@ -319,6 +337,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/check-in",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
+        responses={409: {"description": "Not possible in the appointment's state"}},
     )
     async def check_in(
         appointment_id: UUID, principal: Annotated[Principal, Depends(FLOOR_STAFF)]
@@ -330,6 +349,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/complete",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
+        responses={409: {"description": "Not possible in the appointment's state"}},
     )
     async def complete(
         appointment_id: UUID,
@@ -346,6 +366,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/no-show",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
+        responses={409: {"description": "Not possible in the appointment's state"}},
     )
     async def no_show(
         appointment_id: UUID,
@@ -361,6 +382,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/waive-fee",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
+        responses={409: {"description": "Not possible in the appointment's state"}},
     )
     async def waive_fee(
         appointment_id: UUID,
@@ -374,6 +396,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/ride",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
+        responses={409: {"description": "Not possible in the appointment's state"}},
     )
     async def ride(
         appointment_id: UUID,
@@ -397,7 +420,12 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         found = await read(holds.list_holds, status)
         return {"holds": [hold_out(hold, slots) for hold, slots in found]}
 
-    @router.post("/v1/holds/{hold_id}/release", response_model=schemas.HoldOut, tags=["holds"])
+    @router.post(
+        "/v1/holds/{hold_id}/release",
+        response_model=schemas.HoldOut,
+        tags=["holds"],
+        responses={409: {"description": "The hold is not awaiting review"}},
+    )
     async def confirm_release(
         hold_id: UUID, principal: Annotated[Principal, Depends(SCHEDULERS)]
     ) -> dict[str, Any]:

@@ -65,7 +65,11 @@ def internal_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
             diagnosis_codes=found.diagnosis_codes if found else [],
         ).model_dump(mode="json")
 
-    @router.post("/appointments/{appointment_id}/ride", response_model=RideOut)
+    @router.post(
+        "/appointments/{appointment_id}/ride",
+        response_model=RideOut,
+        responses={409: {"description": "Not possible in the appointment's state"}},
+    )
     async def ride_confirmed_by_reply(
         appointment_id: UUID,
         body: RideReplyIn,

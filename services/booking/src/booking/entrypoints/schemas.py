@@ -6,9 +6,18 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 
 from booking.domain.model import Condition, MedicationClass
+from clinic_shared.http import DateText, DateTimeText
 
 E164 = r"^\+[1-9]\d{7,14}$"
 
@@ -18,7 +27,7 @@ class PatientIn(BaseModel):
 
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
-    date_of_birth: date
+    date_of_birth: DateText
     email: EmailStr
     phone: str = Field(pattern=E164, description="E.164, e.g. +15035550100")
 
@@ -53,7 +62,7 @@ class IntakeIn(BaseModel):
     condition: Condition | None = Field(
         default=None, description="`mood` or `pain`: which protocol family applies"
     )
-    screening: dict[FlagName, bool] = Field(
+    screening: dict[FlagName, StrictBool] = Field(
         max_length=64,
         description="Yes/no screening answers; every blocking flag of the policy must be answered",
     )
@@ -82,7 +91,7 @@ class IntakeOut(BaseModel):
 class ClearanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    diagnosis_confirmed: bool = Field(
+    diagnosis_confirmed: StrictBool = Field(
         description="The diagnosis was confirmed with the patient's treating clinician"
     )
     override_reason: str | None = Field(
@@ -98,12 +107,12 @@ class ClearanceIn(BaseModel):
 class SlotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime = Field(
+    start: DateTimeText = Field(
         description="RFC 3339 with offset; without one, clinic-local time (422 if it does not "
         "exist or is ambiguous)"
     )
     chair_id: str = Field(min_length=1, max_length=32)
-    end: datetime | None = Field(
+    end: DateTimeText | None = Field(
         default=None,
         description="Ignored: the end follows from the protocol and the patient's history. "
         "Accepted so that an availability option can be posted back as it came.",
@@ -175,7 +184,7 @@ class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=1000)
-    acknowledge_late_fee: bool = False
+    acknowledge_late_fee: StrictBool = False
     waive_fee_reason: str | None = Field(
         default=None, max_length=1000, description="Staff only: waive the late fee, with why"
     )
@@ -195,9 +204,9 @@ class CancelOut(BaseModel):
 class RescheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime
+    start: DateTimeText
     chair_id: str = Field(min_length=1, max_length=32)
-    acknowledge_late_fee: bool = False
+    acknowledge_late_fee: StrictBool = False
     waive_fee_reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -209,7 +218,7 @@ class RescheduleOut(AppointmentOut):
 class CompleteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    infusion_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    infusion_minutes: StrictInt | None = Field(default=None, ge=1, le=24 * 60)
 
 
 class NoShowIn(BaseModel):
@@ -227,7 +236,7 @@ class WaiveIn(BaseModel):
 class RideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    confirmed: bool
+    confirmed: StrictBool
     driver_name: str | None = Field(default=None, max_length=200)
     driver_phone: str | None = Field(default=None, pattern=E164)
 

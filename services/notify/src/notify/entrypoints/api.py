@@ -36,6 +36,15 @@ SELF_OR_STAFF = require_roles(Role.PATIENT, *STAFF_ROLES)
 SELF = require_roles(Role.PATIENT)
 MAX_WEBHOOK_BYTES = 64 * 1024
 FORM = "application/x-www-form-urlencoded"
+SMS_FORM = {
+    "type": "object",
+    "required": ["MessageSid", "From"],
+    "properties": {
+        "MessageSid": {"type": "string", "minLength": 1, "maxLength": 64},
+        "From": {"type": "string", "minLength": 1, "description": "The sender's number"},
+        "Body": {"type": "string", "description": "The reply's text"},
+    },
+}
 
 
 def notification_out(message: Message) -> NotificationOut:
@@ -134,9 +143,25 @@ def create_app(settings: ServiceSettings, clock: Clock | None = None) -> FastAPI
             await uow.commit()
         return preferences_out(preferences)
 
-    @app.post("/v1/inbound/sms", tags=["inbound"], response_class=Response)
+    @app.post(
+        "/v1/inbound/sms",
+        tags=["inbound"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "TwiML: the text to send back, if any",
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+            },
+            400: {"description": "Badly signed, or without MessageSid and From"},
+            413: {"description": f"Larger than {MAX_WEBHOOK_BYTES} bytes"},
+            415: {"description": f"Not a form post ({FORM})"},
+            503: {"description": "NOTIFY_SMS_AUTH_TOKEN is not set"},
+        },
+        openapi_extra={"requestBody": {"required": True, "content": {FORM: {"schema": SMS_FORM}}}},
+    )
     async def inbound_sms(request: Request) -> Response:
-        """The SMS provider's webhook for replies (Twilio's form fields and signature)."""
+        """The SMS provider's webhook for replies (Twilio's form fields, signed in
+        `X-Twilio-Signature`)."""
         if settings.sms_auth_token is None:
             raise ProblemError(
                 503, "inbound_sms_not_configured", "Service unavailable",
@@ -194,6 +219,9 @@ async def _webhook_form(request: Request) -> dict[str, str]:
         raise ProblemError(
             400, "malformed_webhook", "Webhook refused", "The form is not URL-encoded UTF-8."
         ) from exc
+    if any("\x00" in name or "\x00" in value for name, value in fields):
+        # PostgreSQL cannot store NUL in text; no provider sends one.
+        raise ProblemError(400, "malformed_webhook", "Webhook refused", "A field holds NUL.")
     return dict(fields)
 
 

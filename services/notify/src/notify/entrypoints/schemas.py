@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from clinic_shared.http import LocalTime
 
 ChannelName = Literal["email", "sms", "push"]
 
@@ -37,15 +39,16 @@ class NotificationList(BaseModel):
 class QuietHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
     @model_validator(mode="after")
-    def _not_empty(self) -> Self:
+    def _whole_minutes_not_empty(self) -> Self:
+        # Kept as HH:MM: 10:00:01 to 10:00 would be stored as an empty 10:00 to 10:00.
+        if self.start.second or self.end.second:
+            raise ValueError("quiet hours are whole minutes (HH:MM)")
         if self.start == self.end:
             raise ValueError("quiet hours must not start and end at the same time")
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError("quiet hours are clinic-local times, without an offset")
         return self
 
 

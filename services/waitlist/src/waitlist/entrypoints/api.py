@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from clinic_shared.auth import STAFF_ROLES, Principal, Role, require_roles
 from clinic_shared.clock import Clock
-from clinic_shared.http import create_service_app
+from clinic_shared.http import DateTimeText, create_service_app
 from clinic_shared.idempotency import run_idempotent
 from clinic_shared.problems import ProblemError
 from clinic_shared.refusals import answered
@@ -166,7 +166,17 @@ def create_app(
 
     # entries -----------------------------------------------------------------------------
 
-    @app.post("/v1/entries", status_code=201, response_model=schemas.EntryOut, tags=["entries"])
+    @app.post(
+        "/v1/entries",
+        status_code=201,
+        response_model=schemas.EntryOut,
+        tags=["entries"],
+        responses={
+            404: {"description": "No such patient, or not the caller"},
+            409: {"description": "Already waiting for this protocol, or no condition known"},
+            503: {"description": "Booking could not be asked about the patient"},
+        },
+    )
     async def add_entry(
         body: schemas.EntryIn,
         request: Request,
@@ -221,7 +231,12 @@ def create_app(
                 entry = await entries.get_entry(entry_id, requester(principal), uow)
         return entry_out(entry)
 
-    @app.patch("/v1/entries/{entry_id}", response_model=schemas.EntryOut, tags=["entries"])
+    @app.patch(
+        "/v1/entries/{entry_id}",
+        response_model=schemas.EntryOut,
+        tags=["entries"],
+        responses={409: {"description": "The entry is closed"}},
+    )
     async def update_entry(
         entry_id: UUID,
         body: schemas.EntryPatch,
@@ -241,7 +256,12 @@ def create_app(
                 await uow.commit()
         return entry_out(entry)
 
-    @app.delete("/v1/entries/{entry_id}", status_code=204, tags=["entries"])
+    @app.delete(
+        "/v1/entries/{entry_id}",
+        status_code=204,
+        tags=["entries"],
+        responses={409: {"description": "The entry was fulfilled"}},
+    )
     async def remove_entry(
         entry_id: UUID, principal: Annotated[Principal, Depends(SELF_OR_SCHEDULER)]
     ) -> Response:
@@ -302,6 +322,7 @@ def create_app(
         status_code=202,
         response_model=schemas.OfferOut,
         tags=["offers"],
+        responses={409: {"description": "The offer expired or is closed"}},
     )
     async def accept_offer(
         offer_id: UUID,
@@ -311,7 +332,12 @@ def create_app(
         """202: booking books the held slots; the offer reads `accepted` once it has."""
         return await answer_offer(offers.accept, 202, offer_id, request, principal)
 
-    @app.post("/v1/offers/{offer_id}/decline", response_model=schemas.OfferOut, tags=["offers"])
+    @app.post(
+        "/v1/offers/{offer_id}/decline",
+        response_model=schemas.OfferOut,
+        tags=["offers"],
+        responses={409: {"description": "The offer expired or is closed"}},
+    )
     async def decline_offer(
         offer_id: UUID,
         request: Request,
@@ -320,7 +346,16 @@ def create_app(
         """The offer closes and the slots go to the next matching entry."""
         return await answer_offer(offers.decline, 200, offer_id, request, principal)
 
-    @app.post("/v1/offers", status_code=201, response_model=schemas.OfferOut, tags=["offers"])
+    @app.post(
+        "/v1/offers",
+        status_code=201,
+        response_model=schemas.OfferOut,
+        tags=["offers"],
+        responses={
+            404: {"description": "No such block or entry"},
+            409: {"description": "The block's slots are not held, or the entry cannot take it"},
+        },
+    )
     async def manual_offer(
         body: schemas.ManualOfferIn,
         request: Request,
@@ -360,8 +395,8 @@ def create_app(
     @app.get("/v1/figures", tags=["figures"])
     async def clinic_figures(
         principal: Annotated[Principal, Depends(QUEUE_STAFF)],
-        since: Annotated[datetime | None, Query(alias="from")] = None,
-        until: Annotated[datetime | None, Query(alias="to")] = None,
+        since: Annotated[DateTimeText | None, Query(alias="from")] = None,
+        until: Annotated[DateTimeText | None, Query(alias="to")] = None,
     ) -> dict[str, Any]:
         """Entry to first infusion (goal: 7 days) and released slots refilled, for a period
         (default: the last 90 days)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+
+from clinic_shared.http import DateText, LocalTime
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -16,8 +18,8 @@ class _Body(BaseModel):
 
 
 class WindowIn(_Body):
-    start_time: time = Field(description="Clinic-local time the patient can arrive from")
-    end_time: time = Field(description="Clinic-local time the patient must leave by")
+    start_time: LocalTime = Field(description="Clinic-local time the patient can arrive from")
+    end_time: LocalTime = Field(description="Clinic-local time the patient must leave by")
 
     @model_validator(mode="after")
     def _ordered(self) -> WindowIn:
@@ -36,18 +38,18 @@ class PreferencesIn(_Body):
 class EntryIn(_Body):
     patient_id: UUID
     protocol: str = Field(min_length=1, max_length=32)
-    earliest_start: date
+    earliest_start: DateText
     preferences: PreferencesIn = Field(default_factory=PreferencesIn)
     priority: Literal["routine", "urgent"] = "routine"
     """`urgent` may be set only by a clinician or scheduler."""
 
 
 class EntryPatch(_Body):
-    position: int | None = Field(default=None, ge=1)
+    position: StrictInt | None = Field(default=None, ge=1)
     """Move to this 1-based place among the waiting entries of the same priority."""
-    paused: bool | None = None
+    paused: StrictBool | None = None
     priority: Literal["routine", "urgent"] | None = None
-    earliest_start: date | None = None
+    earliest_start: DateText | None = None
     preferences: PreferencesIn | None = None
 
 
