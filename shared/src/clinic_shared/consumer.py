@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from aiokafka.errors import CommitFailedError
 
 from clinic_shared import faults
 from clinic_shared.contracts.registry import parse_payload
 from clinic_shared.envelope import Envelope, IntegrationEvent, MalformedMessage, from_kafka
+from clinic_shared.errors import is_transient
 from clinic_shared.health import ConsumerHealth, ConsumerProgress
 from clinic_shared.kafka import dead_letter_topic
 from clinic_shared.logging import causation_id_var, correlation_id_var, get_logger, scrub_text
@@ -73,42 +73,6 @@ class PermanentFailure(Exception):
 
 class UnitOfWorkFactoryLike(Protocol):
     def __call__(self) -> SqlUnitOfWork: ...
-
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    OSError,
-    KafkaError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, IntegrityError):
-        return False
-    if isinstance(exc, DBAPIError):
-        # Lost connections, serialization failures, deadlocks, locked SQLite: try again.
-        return (
-            bool(exc.connection_invalidated)
-            or _sqlstate(exc)
-            in {
-                "40001",
-                "40P01",
-                "55P03",
-                "57P01",
-                "57P03",
-                "08000",
-                "08003",
-                "08006",
-            }
-            or "database is locked" in str(exc.orig)
-        )
-    return isinstance(exc, TRANSIENT_ERRORS)
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = exc.orig
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
 class EventConsumer:
@@ -201,25 +165,25 @@ class EventConsumer:
         try:
             async with self._uow_factory() as uow:
                 fresh = await uow.claim_inbox_many(self.name, [item[1] for item in wanted])
-                run: list[tuple[Any, EventContext]] = []
-                run_handler: Batchable | None = None
+                # Consecutive events of one Batchable handler, applied together.
+                run: tuple[Batchable, list[tuple[Any, EventContext]]] | None = None
                 for record, envelope, event, handler in wanted:
                     if envelope.event_id not in fresh:
                         continue
                     fresh.discard(envelope.event_id)  # the same event twice in one batch
                     context = EventContext(envelope, record.topic, record.partition, record.offset)
                     applied += 1
-                    if run and handler is not run_handler:
-                        await self._handle_run(run, run_handler, uow)
-                        run = []
+                    if run is not None and handler is not run[0]:
+                        await self._handle_run(*run, uow)
+                        run = None
                     if isinstance(handler, Batchable):
-                        run_handler = handler
-                        run.append((event, context))
+                        run = run or (handler, [])
+                        run[1].append((event, context))
                         continue
                     with _traced(envelope):
-                        await self._handle(envelope, event, handler, context, uow)
-                if run:
-                    await self._handle_run(run, run_handler, uow)
+                        await self._handle(event, handler, context, uow)
+                if run is not None:
+                    await self._handle_run(*run, uow)
                 await uow.commit()
         except Exception as exc:
             log.info(
@@ -236,13 +200,9 @@ class EventConsumer:
         return True
 
     async def _handle_run(
-        self,
-        run: list[tuple[Any, EventContext]],
-        handler: Batchable | None,
-        uow: SqlUnitOfWork,
+        self, handler: Batchable, run: list[tuple[Any, EventContext]], uow: SqlUnitOfWork
     ) -> None:
-        assert handler is not None
-        for _event, _context in run:
+        for _event in run:
             await self._before_handling()
         with _traced(run[0][1].envelope):
             await handler.many(run, uow)
@@ -255,7 +215,6 @@ class EventConsumer:
 
     async def _handle(
         self,
-        envelope: Envelope,
         event: IntegrationEvent,
         handler: Handler,
         context: EventContext,
@@ -332,7 +291,7 @@ class EventConsumer:
             if not await uow.claim_inbox(self.name, envelope.event_id, envelope.event_type):
                 self.duplicates += 1
                 return
-            await self._handle(envelope, event, handler, context, uow)
+            await self._handle(event, handler, context, uow)
             await uow.commit()
             self.applied += 1
 

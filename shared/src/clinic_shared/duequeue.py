@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from clinic_shared.consumer import is_transient
+from clinic_shared.errors import is_transient
 from clinic_shared.logging import get_logger
 from clinic_shared.uow import UnitOfWorkFactory
 

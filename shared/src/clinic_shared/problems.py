@@ -11,6 +11,11 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from clinic_shared.errors import is_transient
+from clinic_shared.logging import get_logger
+
+log = get_logger(__name__)
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://clinic.example/problems/"
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -127,17 +132,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=headers,
         )
 
-    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
-        # Lazy: the consumer module builds on this one's neighbours, not the other way round.
-        from clinic_shared.consumer import is_transient
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", path=request.url.path, error=type(exc).__name__)
+        return problem_response(500, "internal_error", "Internal error", instance=request.url.path)
 
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
         if not is_transient(exc):
             return await _unexpected(request, exc)
-        from clinic_shared.logging import get_logger
-
-        get_logger(__name__).warning(
-            "database unavailable", path=request.url.path, error=type(exc).__name__
-        )
+        log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
         return problem_response(
             503,
             "database_unavailable",
@@ -151,15 +154,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_away)
     app.add_exception_handler(ConnectionError, _database_away)
     app.add_exception_handler(TimeoutError, _database_away)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from clinic_shared.logging import get_logger
-
-        get_logger(__name__).error(
-            "unhandled error", path=request.url.path, error=type(exc).__name__
-        )
-        return problem_response(500, "internal_error", "Internal error", instance=request.url.path)
 
 
 def _allowed_methods(request: Request) -> str:

@@ -8,8 +8,8 @@ the workspace, not of this package: they are imported when first needed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol, TypeVar
 
 from clinic_local.postgres import SERVER_SETTINGS, ExternalPostgres
 
@@ -21,6 +21,8 @@ POSTGRES_USER = "postgres"
 POSTGRES_PASSWORD = "postgres"  # a throwaway server reachable from this machine only
 DOCKER_PING_TIMEOUT = 3.0
 KAFKA_START_TIMEOUT = 180  # seconds, after the image is pulled
+
+_Server = TypeVar("_Server", bound="_Container")
 
 
 class DockerClientLike(Protocol):
@@ -98,30 +100,14 @@ def new_postgres_container() -> PostgresContainerLike:
     return container
 
 
-class KafkaInContainer:
-    """A Kafka container: ``bootstrap_servers`` once started; ``stop()`` removes the container."""
+class _Container:
+    """A started container's server: ``stop()`` removes the container."""
 
-    def __init__(self, container: KafkaContainerLike) -> None:
+    container: Any
+
+    def _hold(self, container: Any) -> None:
         self.container = container
-        self.bootstrap_servers = container.get_bootstrap_server()
         self._running = True
-
-    @classmethod
-    @contextmanager
-    def running(
-        cls, container: KafkaContainerLike, timeout: int = KAFKA_START_TIMEOUT
-    ) -> Iterator[KafkaInContainer]:
-        """Start ``container``, yield it, remove it afterwards (also when the start failed)."""
-        server: KafkaInContainer | None = None
-        try:
-            container.start(timeout=timeout)
-            server = cls(container)
-            yield server
-        finally:
-            if server is not None:
-                server.stop()
-            else:
-                container.stop()
 
     @property
     def is_running(self) -> bool:
@@ -130,41 +116,56 @@ class KafkaInContainer:
     def stop(self) -> None:
         self._running = False
         self.container.stop()
+
+
+@contextmanager
+def _removed_afterwards(
+    container: Any, start: Callable[[], object], server_of: Callable[[], _Server]
+) -> Iterator[_Server]:
+    """Start ``container``, yield its server, remove it afterwards (also when the start failed)."""
+    server: _Server | None = None
+    try:
+        start()
+        server = server_of()
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        else:
+            container.stop()
+
+
+class KafkaInContainer(_Container):
+    """A Kafka container: ``bootstrap_servers`` once started."""
+
+    def __init__(self, container: KafkaContainerLike) -> None:
+        self._hold(container)
+        self.bootstrap_servers = container.get_bootstrap_server()
+
+    @classmethod
+    def running(
+        cls, container: KafkaContainerLike, timeout: int = KAFKA_START_TIMEOUT
+    ) -> AbstractContextManager[KafkaInContainer]:
+        return _removed_afterwards(
+            container, lambda: container.start(timeout=timeout), lambda: cls(container)
+        )
 
     def __repr__(self) -> str:
         return f"KafkaInContainer({self.bootstrap_servers})"
 
 
-class PostgresInContainer(ExternalPostgres):
-    """:class:`ExternalPostgres` pointed at a started container; ``stop()`` removes it."""
+class PostgresInContainer(_Container, ExternalPostgres):
+    """:class:`ExternalPostgres` pointed at a started container."""
 
     def __init__(self, container: PostgresContainerLike) -> None:
         super().__init__(container.get_connection_url(driver=None))
-        self.container = container
-        self._running = True
+        self._hold(container)
 
     @classmethod
-    @contextmanager
-    def running(cls, container: PostgresContainerLike) -> Iterator[PostgresInContainer]:
-        """Start ``container``, yield it, remove it afterwards (also when the start failed)."""
-        server: PostgresInContainer | None = None
-        try:
-            container.start()
-            server = cls(container)
-            yield server
-        finally:
-            if server is not None:
-                server.stop()
-            else:
-                container.stop()
-
-    @property
-    def is_running(self) -> bool:
-        return self._running
-
-    def stop(self) -> None:
-        self._running = False
-        self.container.stop()
+    def running(
+        cls, container: PostgresContainerLike
+    ) -> AbstractContextManager[PostgresInContainer]:
+        return _removed_afterwards(container, container.start, lambda: cls(container))
 
     def __repr__(self) -> str:
         return "PostgresInContainer" + super().__repr__().removeprefix("ExternalPostgres")

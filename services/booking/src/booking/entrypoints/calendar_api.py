@@ -44,6 +44,12 @@ def answered() -> Iterator[None]:
         raise
 
 
+NOT_IN_THIS_STATE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Not possible in the appointment's state"}
+}
+"""The answer of a state change (check-in, complete, ...) the appointment cannot make now."""
+
+
 def restriction(principal: Principal) -> UUID | None:
     """The patient a patient's token limits every query to; None for staff."""
     if principal.role is not Role.PATIENT:
@@ -337,7 +343,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/check-in",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
-        responses={409: {"description": "Not possible in the appointment's state"}},
+        responses=NOT_IN_THIS_STATE,
     )
     async def check_in(
         appointment_id: UUID, principal: Annotated[Principal, Depends(FLOOR_STAFF)]
@@ -349,7 +355,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/complete",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
-        responses={409: {"description": "Not possible in the appointment's state"}},
+        responses=NOT_IN_THIS_STATE,
     )
     async def complete(
         appointment_id: UUID,
@@ -366,7 +372,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/no-show",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
-        responses={409: {"description": "Not possible in the appointment's state"}},
+        responses=NOT_IN_THIS_STATE,
     )
     async def no_show(
         appointment_id: UUID,
@@ -382,7 +388,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/waive-fee",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
-        responses={409: {"description": "Not possible in the appointment's state"}},
+        responses=NOT_IN_THIS_STATE,
     )
     async def waive_fee(
         appointment_id: UUID,
@@ -396,7 +402,7 @@ def calendar_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
         "/v1/appointments/{appointment_id}/ride",
         response_model=schemas.AppointmentOut,
         tags=["day of treatment"],
-        responses={409: {"description": "Not possible in the appointment's state"}},
+        responses=NOT_IN_THIS_STATE,
     )
     async def ride(
         appointment_id: UUID,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 
 from booking.domain.model import Actor
-from booking.entrypoints.calendar_api import answered
+from booking.entrypoints.calendar_api import NOT_IN_THIS_STATE, answered
 from booking.entrypoints.schemas import PatientContactOut
 from booking.service_layer import calendar, handlers, intake
 from booking.service_layer.errors import NotFound
@@ -68,7 +68,7 @@ def internal_routes(uow_factory: UnitOfWorkFactory) -> APIRouter:
     @router.post(
         "/appointments/{appointment_id}/ride",
         response_model=RideOut,
-        responses={409: {"description": "Not possible in the appointment's state"}},
+        responses=NOT_IN_THIS_STATE,
     )
     async def ride_confirmed_by_reply(
         appointment_id: UUID,

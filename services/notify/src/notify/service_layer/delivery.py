@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from clinic_shared import faults
-from clinic_shared.consumer import is_transient
 from clinic_shared.contracts import notify as contracts
+from clinic_shared.errors import is_transient
 from clinic_shared.logging import get_logger
 from clinic_shared.policy import Policy
 from clinic_shared.problems import ProblemError
