@@ -36,6 +36,10 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- figures
 
 
+MIN_PAIRS = 3
+"""Fewer pairs than this make no median worth reporting."""
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -89,8 +93,8 @@ def figure(
 ) -> dict[str, Any]:
     """A headline figure from alternated pairs: ours and bare are the medians of each side,
     the ratio (ours / bare) the median of the pairs' ratios, checked against the target."""
-    if len(ours) != len(bare) or not ours:
-        raise ValueError("a figure needs as many ours as bare values, at least one")
+    if len(ours) != len(bare) or len(ours) < MIN_PAIRS:
+        raise ValueError(f"a figure needs as many ours as bare values, at least {MIN_PAIRS}")
     ratios = [o / b for o, b in zip(ours, bare, strict=True)]
     ratio = statistics.median(ratios)
     if at_least is not None:
